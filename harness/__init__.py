@@ -1,0 +1,1 @@
+"""The harness: launcher, workload, checker, simulator, report, CLI and pytest plugin."""

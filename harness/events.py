@@ -1,0 +1,243 @@
+"""THE event schema: one JSONL contract shared by peers, harness, nemesis, workload and checker.
+
+Every event is one JSON object on one line with `t` (CLOCK_MONOTONIC nanoseconds, one
+clock for every process of the machine), `kind`, and, for peer events, `sid` and `boot`.
+`KINDS` lists every kind with the fields it must carry; extra fields are allowed (they
+are information for people and reports, never needed by the checker).
+
+Files of a run dir: `peer-<sid>.jsonl` (a peer, all boots appended), `harness.jsonl`
+(launcher and nemesis), `history.jsonl` (workload). A log may end in a torn line (the
+writer was SIGKILLed mid-write): readers accept it and report it; garbage anywhere else
+is an error naming the file and line.
+
+This module does no clock reading except in `EventWriter` (an adapter used by processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+# kind -> required fields (besides t, kind). Peer kinds also require sid and boot.
+PEER_KINDS: dict[str, tuple[str, ...]] = {
+    # first event of every boot: what was recovered, and the planted bug if any
+    "boot": ("last_zxid", "current_epoch", "accepted_epoch", "snapshot_zxid", "bug", "role"),
+    "recovered": ("snapshot_zxid", "replayed", "last_zxid", "current_epoch", "accepted_epoch"),
+    "listening": ("election_port", "quorum_port", "client_port"),
+    "state": ("state", "round"),
+    "vote_sent": ("to", "leader", "zxid", "peer_epoch", "round", "state"),
+    "vote_recv": ("from", "leader", "zxid", "peer_epoch", "round", "state"),
+    "vote_ignored": ("from", "why"),
+    "decided": ("leader", "round", "peer_epoch", "state"),
+    "epoch_accepted": ("epoch",),
+    "epoch_current": ("epoch",),
+    "established": ("epoch",),
+    "sync": ("mode", "peer", "from", "to"),
+    "trunc": ("from", "to"),
+    "propose": ("zxid", "key", "value"),
+    "logged": ("zxid",),
+    "ack": ("zxid", "from", "to"),
+    "commit": ("zxid",),
+    "deliver": ("zxid", "key", "value"),
+    "snapshot": ("zxid",),
+    "step_down": ("reason",),
+    "bad_frame": ("peer", "why"),
+    "shutdown": ("reason",),
+}
+HARNESS_KINDS: dict[str, tuple[str, ...]] = {
+    "run_start": ("peers", "seed"),
+    "spawn": ("pid",),
+    "exit": ("pid", "code"),
+    "fault": ("step", "what", "targets"),
+    "fault_failed": ("step", "what", "why"),
+    "run_end": ("reason",),
+}
+HISTORY_KINDS: dict[str, tuple[str, ...]] = {
+    "invoke": ("process", "op", "id"),
+    "ok": ("process", "op", "id"),
+    "fail": ("process", "op", "id", "error"),
+    "info": ("process", "op", "id", "error"),
+}
+KINDS: dict[str, tuple[str, ...]] = {**PEER_KINDS, **HARNESS_KINDS, **HISTORY_KINDS}
+
+PEER_LOG_GLOB = "peer-*.jsonl"
+HARNESS_LOG = "harness.jsonl"
+HISTORY_LOG = "history.jsonl"
+
+
+def peer_log_name(sid: int) -> str:
+    return f"peer-{sid}.jsonl"
+
+
+class EventError(Exception):
+    """A log line that is not a valid event; says which file and line."""
+
+    def __init__(self, source: str, line: int, why: str) -> None:
+        super().__init__(f"{source}:{line}: {why}")
+        self.source = source
+        self.line = line
+        self.why = why
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One event as read back: its fields plus where it was read (for evidence)."""
+
+    t: int
+    kind: str
+    sid: int | None
+    boot: int | None
+    fields: Mapping[str, Any]
+    source: str = ""
+    line: int = 0
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def validate(record: Mapping[str, Any]) -> str | None:
+    """Why `record` is not a valid event, or None when it is."""
+    t = record.get("t")
+    if not isinstance(t, int) or isinstance(t, bool):
+        return "field t (monotonic ns) missing or not an integer"
+    kind = record.get("kind")
+    if not isinstance(kind, str):
+        return "field kind missing or not a string"
+    required = KINDS.get(kind)
+    if required is None:
+        return f"unknown event kind {kind!r}"
+    if kind in PEER_KINDS:
+        for name in ("sid", "boot"):
+            value = record.get(name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                return f"{kind} event needs integer field {name!r}"
+    missing = [name for name in required if name not in record]
+    if missing:
+        return f"{kind} event lacks field(s) {', '.join(missing)}"
+    return None
+
+
+def to_event(record: Mapping[str, Any], source: str = "", line: int = 0) -> Event:
+    fields = {k: v for k, v in record.items() if k not in ("t", "kind", "sid", "boot")}
+    return Event(
+        t=record["t"],
+        kind=record["kind"],
+        sid=record.get("sid"),
+        boot=record.get("boot"),
+        fields=fields,
+        source=source,
+        line=line,
+    )
+
+
+@dataclass(slots=True)
+class LogRead:
+    """Result of reading one log: the events, and what was wrong with it."""
+
+    source: str
+    events: list[Event] = field(default_factory=list)
+    torn_tail: bool = False
+    errors: list[EventError] = field(default_factory=list)
+
+
+def parse_lines(source: str, lines: list[str]) -> LogRead:
+    """Parse JSONL text (pure). A bad *last* line without its newline is a torn tail;
+    a bad line anywhere else is an error (kept, reading goes on)."""
+    result = LogRead(source=source)
+    last = len(lines) - 1
+    for index, raw in enumerate(lines):
+        number = index + 1
+        text = raw.rstrip("\n")
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if index == last and not raw.endswith("\n"):
+                result.torn_tail = True
+            else:
+                result.errors.append(EventError(source, number, f"not JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict):
+            result.errors.append(EventError(source, number, "not a JSON object"))
+            continue
+        why = validate(record)
+        if why is not None:
+            result.errors.append(EventError(source, number, why))
+            continue
+        result.events.append(to_event(record, source, number))
+    return result
+
+
+def read_log(path: Path) -> LogRead:
+    """Read one JSONL log file (adapter: file I/O)."""
+    with path.open("r", encoding="utf-8", errors="replace", newline="\n") as handle:
+        lines = handle.readlines()
+    return parse_lines(path.name, lines)
+
+
+def monotonic_ns() -> int:
+    return time.monotonic_ns()
+
+
+class EventWriter:
+    """Appends events to a JSONL file, one write + flush per event, so a SIGKILL can
+    tear at most the line being written. Not thread-safe; one writer per file."""
+
+    def __init__(self, path: Path, *, sid: int | None = None, boot: int | None = None) -> None:
+        self.path = path
+        self.sid = sid
+        self.boot = boot
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+
+    def emit(self, kind: str, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
+        record: dict[str, Any] = {"t": monotonic_ns(), "kind": kind}
+        if self.sid is not None:
+            record["sid"] = self.sid
+        if self.boot is not None:
+            record["boot"] = self.boot
+        if fields:
+            record.update(fields)
+        record.update(more)
+        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._handle.flush()
+
+    def fsync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_run_logs(run_dir: Path) -> Iterator[Path]:
+    """The log files of a run dir, peers first (sorted by sid), then harness, history."""
+
+    def sid_of(path: Path) -> int:
+        try:
+            return int(path.stem.split("-", 1)[1])
+        except (IndexError, ValueError):
+            return 1 << 30
+
+    yield from sorted(run_dir.glob(PEER_LOG_GLOB), key=sid_of)
+    for name in (HARNESS_LOG, HISTORY_LOG):
+        if (run_dir / name).exists():
+            yield run_dir / name
