@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -256,6 +256,25 @@ class _Peer:
     held: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Net:
+    """The network/process state between two harness events."""
+
+    down: frozenset[int]
+    paused: frozenset[int]
+    cut: frozenset[tuple[int, int]]
+
+    def running(self, sid: int) -> bool:
+        return sid not in self.down and sid not in self.paused
+
+    def linked(self, a: int, b: int) -> bool:
+        # Both directions: ZAB needs pings one way and their answers the other.
+        return (a, b) not in self.cut and (b, a) not in self.cut
+
+    def clique(self, group: Iterable[int]) -> bool:
+        return all(self.linked(a, b) for a, b in itertools.combinations(sorted(group), 2))
+
+
 class _BadEvent(Exception):
     def __init__(self, ev: Event, why: str) -> None:
         super().__init__(f"{ev.where()}: {why}")
@@ -302,12 +321,16 @@ class _Checker:
         self.proposals: dict[int, Event] = {}
         self.delivered: dict[int, Event] = {}
         self.commits: dict[int, Event] = {}
-        self.truncs: list[tuple[int, int, int, Event]] = []  # sid, from, to, event
+        self.truncs: list[tuple[int, Event, list[int]]] = []  # sid, event, zxids removed
         self.harness_events: list[Event] = []
         self.t_first = FOREVER
         self.t_last = 0
         self.event_count = 0
         self.leads_open_at_end: list[_Lead] = []
+        self.exits: dict[int, list[Event]] = {}
+        self.clique_cache: dict[_Net, list[frozenset[int]]] = {}
+        self.t0 = 0
+        self.t_end = 0
 
     def violate(
         self,
@@ -338,7 +361,9 @@ class _Checker:
         logs += [log for log in (self.run.harness, self.run.history) if log is not None]
         for log in logs:
             if log.torn_tail:
-                self.notes.append(f"{log.source}: torn last line (writer killed mid-write), ignored")
+                self.notes.append(
+                    f"{log.source}: torn last line (writer killed mid-write), ignored"
+                )
             for err in log.errors[:3]:
                 self.problems.append(f"garbage in {err}")
             if len(log.errors) > 3:
@@ -477,7 +502,10 @@ class _Checker:
             peer.last_deliver = None
         elif kind == "trunc":
             frm, to = _int(ev, "from"), _int(ev, "to")
-            self.truncs.append((sid, frm, to, ev))
+            # What this trunc removes from this peer's log (truncs are rare: O(held) is ok).
+            removed = sorted(z for z in peer.held if to < z <= frm)
+            peer.held.difference_update(removed)
+            self.truncs.append((sid, ev, removed))
             if to < peer.last_zxid:
                 peer.last_zxid = to
                 peer.last_zxid_event = ev
@@ -533,14 +561,18 @@ class _Checker:
     def check_recovery(self, peer: _Peer, ev: Event, last: int) -> None:
         before = peer.last_event
         t_from = before.t if before is not None else 0
-        explained = [
-            h
-            for h in self.run.harness.events
-            if h.kind == "fault"
-            and h.fields.get("what") in DISK_FAULTS_LOSING_DATA
-            and peer.sid in (h.fields.get("targets") or [])
-            and t_from <= h.t <= ev.t
-        ] if self.run.harness is not None else []
+        explained = (
+            [
+                h
+                for h in self.run.harness.events
+                if h.kind == "fault"
+                and h.fields.get("what") in DISK_FAULTS_LOSING_DATA
+                and peer.sid in (h.fields.get("targets") or [])
+                and t_from <= h.t <= ev.t
+            ]
+            if self.run.harness is not None
+            else []
+        )
         lost = f"{format_zxid(last)} < last fsynced {format_zxid(peer.last_zxid)}"
         if explained:
             what = explained[-1].fields.get("what")
@@ -644,3 +676,479 @@ class _Checker:
                 epoch=epoch_of(z),
                 zxid=z,
             )
+
+    # ------------------------------------------------------------------ cross-peer safety
+
+    def check_leader_agreement(self) -> None:
+        seen: set[tuple[int, int]] = set()
+        for follower, leader, epoch, ev in self.claims:
+            lead = self.leader_of.get(epoch)
+            if lead is None or lead.sid == leader or (follower, epoch) in seen:
+                continue
+            seen.add((follower, epoch))
+            self.violate(
+                Property.LEADER_AGREEMENT,
+                [follower, leader, lead.sid],
+                f"peer {follower} followed peer {leader} in epoch {epoch}, "
+                f"whose established leader is peer {lead.sid}",
+                [lead.event, ev],
+                epoch=epoch,
+            )
+
+    def check_integrity(self) -> None:
+        for z, dev in self.delivered.items():
+            epoch = epoch_of(z)
+            prop = self.proposals.get(z)
+            if prop is None:
+                self.violate(
+                    Property.INTEGRITY,
+                    [dev.sid or 0],
+                    f"peer {dev.sid} delivered {format_zxid(z)}, which no peer proposed",
+                    [dev],
+                    epoch=epoch,
+                    zxid=z,
+                )
+                continue
+            lead = self.leader_of.get(epoch)
+            if lead is None or lead.sid != prop.sid:
+                who = "nobody" if lead is None else f"peer {lead.sid}"
+                self.violate(
+                    Property.INTEGRITY,
+                    [prop.sid or 0, dev.sid or 0],
+                    f"{format_zxid(z)} delivered by peer {dev.sid} was proposed by peer "
+                    f"{prop.sid}, but epoch {epoch} was established by {who}",
+                    [lead.event if lead else None, prop, dev],
+                    epoch=epoch,
+                    zxid=z,
+                )
+            elif (prop.fields["key"], prop.fields["value"]) != (
+                dev.fields.get("key"),
+                dev.fields.get("value"),
+            ):
+                self.violate(
+                    Property.INTEGRITY,
+                    [prop.sid or 0, dev.sid or 0],
+                    f"peer {dev.sid} delivered {format_zxid(z)} as {dev.fields.get('key')}="
+                    f"{dev.fields.get('value')!r}, proposed as {prop.fields['key']}="
+                    f"{prop.fields['value']!r}",
+                    [prop, dev],
+                    epoch=epoch,
+                    zxid=z,
+                )
+
+    def check_gaps(self) -> None:
+        """No peer skips, within one following period, a zxid another peer delivered."""
+        order = sorted(self.delivered)
+        pos = {z: i for i, z in enumerate(order)}
+        breaks = {"boot", "state", "decided", "sync", "trunc"}
+        for sid in sorted(self.run.peer_logs):
+            reported = 0
+            last_i: int | None = None
+            last_ev: Event | None = None
+            for ev in self.run.peer_logs[sid].events:
+                kind = ev.kind
+                if kind == "deliver":
+                    i = pos.get(ev.fields["zxid"])
+                    if i is None:
+                        continue  # a bad zxid, already reported as garbage
+                    if last_i is not None and i > last_i + 1 and reported < 3:
+                        reported += 1
+                        missing = order[last_i + 1]
+                        other = self.delivered[missing]
+                        self.violate(
+                            Property.PREFIX_AGREEMENT,
+                            [sid, other.sid or 0],
+                            f"peer {sid} delivered {format_zxid(ev.fields['zxid'])} right after "
+                            f"{format_zxid(order[last_i])}, skipping {format_zxid(missing)} "
+                            f"that peer {other.sid} delivered",
+                            [last_ev, ev, other],
+                            zxid=missing,
+                        )
+                    if last_i is None or i > last_i:
+                        last_i, last_ev = i, ev
+                elif kind in breaks:
+                    last_i, last_ev = None, None
+
+    def check_durability(self) -> None:
+        durable: dict[int, Event] = dict(self.commits)
+        if self.run.history is not None:
+            for ev in self.run.history.events:
+                z = ev.fields.get("zxid")
+                if ev.kind != "ok" or ev.fields.get("op") != "write" or type(z) is not int:
+                    continue
+                prop = self.proposals.get(z)
+                if prop is None and z not in self.delivered:
+                    self.violate(
+                        Property.DURABILITY,
+                        [],
+                        f"write {ev.fields.get('id')} acknowledged to client "
+                        f"{ev.fields.get('process')} at {format_zxid(z)}, which no peer "
+                        "proposed or delivered",
+                        [ev],
+                        epoch=epoch_of(z),
+                        zxid=z,
+                    )
+                elif (
+                    prop is not None
+                    and "key" in ev.fields
+                    and (prop.fields["key"], prop.fields["value"])
+                    != (ev.fields.get("key"), ev.fields.get("value"))
+                ):
+                    self.violate(
+                        Property.ZXID_UNIQUENESS,
+                        [prop.sid or 0],
+                        f"client write {ev.fields.get('id')} ({ev.fields.get('key')}="
+                        f"{ev.fields.get('value')!r}) acknowledged at {format_zxid(z)}, which "
+                        f"peer {prop.sid} proposed as {prop.fields['key']}="
+                        f"{prop.fields['value']!r}",
+                        [prop, ev],
+                        epoch=epoch_of(z),
+                        zxid=z,
+                    )
+                known = durable.get(z)
+                if known is None or ev.t < known.t:
+                    durable[z] = ev
+        # Every later established leader holds every durable zxid: with a running
+        # maximum over durable zxids by time, one look-up per leadership.
+        by_time = sorted(durable.values(), key=lambda e: e.t)
+        times = [e.t for e in by_time]
+        best: list[Event] = []
+        for ev in by_time:
+            if not best or ev.fields["zxid"] > best[-1].fields["zxid"]:
+                best.append(ev)
+            else:
+                best.append(best[-1])
+        for lead in self.leads:
+            i = bisect.bisect_left(times, lead.start)
+            if i == 0:
+                continue
+            top = best[i - 1]
+            z = top.fields["zxid"]
+            if z > lead.last_zxid and epoch_of(z) < lead.epoch:
+                self.violate(
+                    Property.DURABILITY,
+                    [lead.sid],
+                    f"peer {lead.sid} established epoch {lead.epoch} holding up to "
+                    f"{format_zxid(lead.last_zxid)}, without {format_zxid(z)} "
+                    f"({'acknowledged' if top.kind == 'ok' else 'committed'} before)",
+                    [top, lead.event],
+                    epoch=lead.epoch,
+                    zxid=z,
+                )
+        for sid, ev, removed in self.truncs:
+            for z in removed:
+                d = durable.get(z)
+                if d is not None and d.t < ev.t:
+                    self.violate(
+                        Property.DURABILITY,
+                        [sid],
+                        f"peer {sid} truncated away {format_zxid(z)}, "
+                        f"{'acknowledged' if d.kind == 'ok' else 'committed'} before",
+                        [d, ev],
+                        epoch=epoch_of(z),
+                        zxid=z,
+                    )
+                    break
+
+    # ------------------------------------------------------------------ harness timeline
+
+    def build_timeline(self) -> list[tuple[int, _Net, Event | None]]:
+        harness = self.run.harness
+        assert harness is not None
+        events = sorted(harness.events, key=lambda e: e.t)
+        self.harness_events = events
+        start = next((e for e in events if e.kind == "run_start"), None)
+        t0 = start.t if start is not None else (events[0].t if events else self.t_first)
+        spawns = any(e.kind == "spawn" and type(e.fields.get("sid")) is int for e in events)
+        # Before its spawn a member is down; with no spawn events, all run from t0.
+        down = set(self.run.members) if spawns else set()
+        paused: set[int] = set()
+        cut: frozenset[tuple[int, int]] = frozenset()
+        pid_sid: dict[int, int] = {}
+        timeline: list[tuple[int, _Net, Event | None]] = [
+            (t0, _Net(down=frozenset(down), paused=frozenset(), cut=cut), start)
+        ]
+        for ev in events:
+            f = ev.fields
+            try:
+                match ev.kind:
+                    case "spawn":
+                        sid = f.get("sid")
+                        if type(sid) is not int:
+                            continue
+                        pid_sid[f["pid"]] = sid
+                        down.discard(sid)
+                    case "exit":
+                        sid = f.get("sid", pid_sid.get(f["pid"]))
+                        if type(sid) is not int:
+                            continue
+                        down.add(sid)
+                        self.exits.setdefault(sid, []).append(ev)
+                    case "fault":
+                        if "down" in f:
+                            down = set(_sid_list(ev, "down"))
+                        if "paused" in f:
+                            paused = set(_sid_list(ev, "paused"))
+                        if "cut" in f:
+                            cut = _links(ev)
+                    case _:
+                        continue
+            except _BadEvent as exc:
+                self.problems.append(f"garbage in {exc}")
+                continue
+            net = _Net(down=frozenset(down), paused=frozenset(paused), cut=cut)
+            if net != timeline[-1][1]:
+                timeline.append((ev.t, net, ev))
+        return timeline
+
+    def close_open_leads(self) -> None:
+        for lead in self.leads_open_at_end:
+            for ev in self.exits.get(lead.sid, []):
+                if ev.t >= lead.start:
+                    lead.end, lead.end_reason, lead.end_event = ev.t, "process exited", ev
+                    break
+
+    def cliques(self, net: _Net) -> list[frozenset[int]]:
+        """Maximal sets of >= quorum voters, all running and pairwise connected."""
+        cached = self.clique_cache.get(net)
+        if cached is not None:
+            return cached
+        running = [v for v in self.voters if net.running(v)]
+        found: list[frozenset[int]] = []
+        # Largest first, so a set contained in one already found is not maximal.
+        for size in range(len(running), self.quorum - 1, -1):
+            for combo in itertools.combinations(running, size):
+                group = frozenset(combo)
+                if any(group <= g for g in found):
+                    continue
+                if net.clique(group):
+                    found.append(group)
+        self.clique_cache[net] = found
+        return found
+
+    def check_majority_survival(self, timeline: list[tuple[int, _Net, Event | None]]) -> None:
+        bound = self.bounds.majority_survival_ms * NS_PER_MS
+        reported: dict[frozenset[int], int] = {}  # group -> end of the span reported
+        for k, (t_k, net, ev) in enumerate(timeline):
+            if t_k + bound >= self.t_end:
+                break
+            for group in self.cliques(net):
+                if reported.get(group, -1) > t_k:
+                    continue
+                end = self.t_end
+                for t_j, net_j, _ in timeline[k + 1 :]:
+                    if not (all(net_j.running(v) for v in group) and net_j.clique(group)):
+                        end = t_j
+                        break
+                if end - t_k <= bound:
+                    continue
+                if any(
+                    lead.sid in group and lead.start <= t_k + bound and lead.end > t_k
+                    for lead in self.leads
+                ):
+                    continue
+                reported[group] = end
+                members = ", ".join(map(str, sorted(group)))
+                self.violate(
+                    Property.MAJORITY_SURVIVAL,
+                    group,
+                    f"voters {members} were running and connected for "
+                    f"{(end - t_k) / 1e9:.1f} s from t={self.sec(t_k)} s, but none was "
+                    f"established leader within B={self.bounds.majority_survival_ms} ms",
+                    [ev],
+                )
+
+    def check_minority_silence(self, timeline: list[tuple[int, _Net, Event | None]]) -> None:
+        """A leader that lost its majority (as the harness state says) steps down within
+        the bound and commits nothing after it. The clock runs only while the leader is
+        itself running: a paused leader cannot act, and notices at once when resumed."""
+        bound = self.bounds.minority_silence_ms * NS_PER_MS
+        times = [t for t, _, _ in timeline]
+        voters = self.voters
+        for lead in self.leads:
+            sid = lead.sid
+            if sid not in voters:
+                continue
+            lead_end = min(lead.end, self.t_end)
+            commit_times = [c.t for c in lead.commits]
+            lost_at: int | None = None
+            lost_ev: Event | None = None
+            reported = False
+            first = max(0, bisect.bisect_right(times, lead.start) - 1)
+            for j in range(first, len(timeline)):
+                _, net, ev = timeline[j]
+                seg_start = max(times[j], lead.start)
+                seg_end = min(times[j + 1] if j + 1 < len(times) else self.t_end, lead_end)
+                if seg_start >= lead_end:
+                    break
+                peers = sum(1 for v in voters if v != sid and net.running(v) and net.linked(sid, v))
+                if not net.running(sid) or 1 + peers >= self.quorum:
+                    lost_at, lost_ev, reported = None, None, False
+                    continue
+                if lost_at is None:
+                    lost_at, lost_ev = seg_start, ev
+                deadline = lost_at + bound
+                if reported or deadline >= seg_end:
+                    continue
+                # Commits after the deadline while still cut off: none is allowed.
+                c = bisect.bisect_right(commit_times, max(deadline, seg_start))
+                if c < len(commit_times) and commit_times[c] < seg_end:
+                    commit = lead.commits[c]
+                    reported = True
+                    self.violate(
+                        Property.MINORITY_SILENCE,
+                        [sid],
+                        f"leader {sid} of epoch {lead.epoch} committed "
+                        f"{format_zxid(commit.fields['zxid'])} at t={self.sec(commit.t)} s, "
+                        f"cut off from its majority since t={self.sec(lost_at)} s",
+                        [lost_ev, commit],
+                        epoch=lead.epoch,
+                        zxid=commit.fields["zxid"],
+                    )
+                elif lead.end > deadline:
+                    reported = True
+                    self.violate(
+                        Property.MINORITY_SILENCE,
+                        [sid],
+                        f"leader {sid} of epoch {lead.epoch} still leading "
+                        f"{self.bounds.minority_silence_ms} ms after losing its majority at "
+                        f"t={self.sec(lost_at)} s (ended: {lead.end_reason})",
+                        [lead.event, lost_ev, lead.end_event],
+                        epoch=lead.epoch,
+                    )
+
+    # ------------------------------------------------------------------ summary
+
+    def sec(self, t: int) -> float:
+        return round((t - self.t0) / 1e9, 3)
+
+    def summary(self) -> dict[str, Any]:
+        leads = sorted(self.leads, key=lambda lead: lead.start)
+        leaders = [
+            {
+                "epoch": lead.epoch,
+                "leader": lead.sid,
+                "boot": lead.boot,
+                "from": self.sec(lead.start),
+                "to": self.sec(min(lead.end, self.t_end)),
+                "end": lead.end_reason,
+                "commits": len(lead.commits),
+            }
+            for lead in leads
+        ]
+        faults = [e for e in self.harness_events if e.kind == "fault"]
+        disturbances = [e for e in self.harness_events if e.kind in ("fault", "exit")]
+        elections: list[dict[str, Any]] = []
+        previous: _Lead | None = None
+        for lead in leads:
+            since = self.t0 if previous is None else min(previous.end, lead.start)
+            cause = "start of run" if previous is None else previous.end_reason
+            # Faults or exits from shortly before the previous leadership ended up to
+            # this establishment: what most likely set this election off.
+            near = [
+                _describe(e)
+                for e in disturbances
+                if since - 2 * self.bounds.minority_silence_ms * NS_PER_MS <= e.t <= lead.start
+            ]
+            elections.append(
+                {
+                    "epoch": lead.epoch,
+                    "leader": lead.sid,
+                    "at": self.sec(lead.start),
+                    "duration_s": round((lead.start - since) / 1e9, 3),
+                    "cause": cause,
+                    "faults_near": near[-5:],
+                }
+            )
+            previous = lead
+        ops = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        if self.run.history is not None:
+            for ev in self.run.history.events:
+                ops[ev.kind] = ops.get(ev.kind, 0) + 1
+        return {
+            "events": self.event_count,
+            "duration_s": round((self.t_end - self.t0) / 1e9, 3),
+            "leaders": leaders,
+            "elections": elections,
+            "commits": len(self.commits),
+            "delivered_zxids": len(self.delivered),
+            "faults_applied": len(faults),
+            "faults_failed": sum(1 for e in self.harness_events if e.kind == "fault_failed"),
+            "faults": [
+                {
+                    "at": self.sec(e.t),
+                    "step": e.fields.get("step"),
+                    "what": e.fields.get("what"),
+                    "targets": e.fields.get("targets"),
+                }
+                for e in faults[:500]
+            ],
+            "client_ops": ops,
+        }
+
+    # ------------------------------------------------------------------ all
+
+    def run_all(self) -> Verdict:
+        self.check_inputs()
+        self.scan_peers()
+        harness = self.run.harness
+        if harness is not None and harness.events:
+            self.t_first = min(self.t_first, harness.events[0].t)
+            self.t_last = max(self.t_last, max(e.t for e in harness.events))
+            self.event_count += len(harness.events)
+        if self.run.history is not None:
+            self.event_count += len(self.run.history.events)
+        if self.t_first == FOREVER:
+            self.problems.append("no peer or harness events at all")
+            self.t_first = 0
+        self.t0 = self.t_first
+        self.t_end = self.t_last
+        timeline: list[tuple[int, _Net, Event | None]] = []
+        if harness is not None:
+            timeline = self.build_timeline()
+            start = next((e for e in self.harness_events if e.kind == "run_start"), None)
+            end = next((e for e in self.harness_events if e.kind == "run_end"), None)
+            if start is not None:
+                self.t0 = start.t
+            if end is not None:
+                self.t_end = end.t
+        self.close_open_leads()
+        self.check_leader_agreement()
+        self.check_integrity()
+        self.check_gaps()
+        self.check_durability()
+        if timeline:
+            self.check_majority_survival(timeline)
+            self.check_minority_silence(timeline)
+        if self.problems:
+            outcome = Outcome.UNKNOWN
+            if self.violations:
+                self.notes.append(
+                    "violations were found but the logs are incomplete: they are suspects"
+                )
+        elif self.violations:
+            outcome = Outcome.INVALID
+        else:
+            outcome = Outcome.VALID
+        return Verdict(
+            outcome=outcome,
+            why=tuple(self.problems)
+            if self.problems
+            else tuple(sorted({str(v.prop) for v in self.violations})),
+            violations=tuple(self.violations),
+            notes=tuple(self.notes),
+            bounds=self.bounds,
+            summary=self.summary(),
+        )
+
+
+def _describe(ev: Event) -> str:
+    if ev.kind == "fault":
+        return f"fault {ev.fields.get('what')} {ev.fields.get('targets')} at {ev.where()}"
+    return f"{ev.kind} of peer {ev.fields.get('sid')} at {ev.where()}"
+
+
+def check(run: RunLogs) -> Verdict:
+    """Judge one run (pure: no I/O, no clock). Never raises on bad logs: what cannot be
+    trusted makes the outcome `unknown`, with the reason in `why`."""
+    return _Checker(run).run_all()

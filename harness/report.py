@@ -49,6 +49,8 @@ RIGHT = 24
 LANE_HEIGHT = 24
 LANE_GAP = 8
 FAULT_LABEL_ROWS = 3
+LEADER_ROW_HEIGHT = 16
+MAX_LEADER_ROWS = 4
 LABEL_ROW_HEIGHT = 13
 CHAR_WIDTH = 6.2  # rough width of one 11px sans-serif character, for label packing
 
@@ -652,7 +654,7 @@ def _peer_lane(
     # Down: from a harness exit of this sid to its next spawn (or the peer's next boot).
     changes: list[tuple[int, bool]] = []
     for event in harness:
-        if event.get("sid") != sid:
+        if event.sid != sid:
             continue
         if event.kind == "exit":
             changes.append((event.t, True))
@@ -666,10 +668,13 @@ def _peer_lane(
             )
         elif event.kind == "spawn":
             changes.append((event.t, False))
+            # a fresh process knows nothing yet, whatever its previous boot was
+            base.append((event.t, LaneState.STARTING, f"spawned, pid {event.get('pid')}"))
+    base.sort(key=lambda b: b[0])
     changes.extend((e.t, False) for e in events if e.kind == "boot")
     changes.sort(key=lambda c: c[0])
     exit_down = _intervals(changes, t1)
-    spawned = [e.t for e in harness if e.kind == "spawn" and e.get("sid") == sid]
+    spawned = [e.t for e in harness if e.kind == "spawn" and e.sid == sid]
     booted = [e.t for e in events if e.kind == "boot"]
     first_up = min([*spawned, *booted], default=None)
     # The leader span ends where the peer went down, if it did while leading.
@@ -872,6 +877,27 @@ def _pack_labels(items: Sequence[tuple[float, str]], rows: int) -> list[int | No
     return out
 
 
+def _stack_spans(spans: Sequence[tuple[int, int]], max_rows: int) -> list[int]:
+    """Row for each span (sorted by start) so overlapping spans do not share a row;
+    past max_rows, the last row is shared."""
+    ends: list[int] = []
+    out: list[int] = []
+    for start, end in spans:
+        for row, row_end in enumerate(ends):
+            if row_end <= start:
+                ends[row] = end
+                out.append(row)
+                break
+        else:
+            if len(ends) < max_rows:
+                ends.append(end)
+                out.append(len(ends) - 1)
+            else:
+                ends[-1] = max(ends[-1], end)
+                out.append(max_rows - 1)
+    return out
+
+
 def _rasterise(segments: Sequence[Segment], svg: _Svg) -> list[Segment]:
     """Too many segments for one lane: keep, per pixel column, the state that covers
     most of it, then merge equal neighbours (a bounded number of rectangles)."""
@@ -928,8 +954,12 @@ def _render_lane(svg: _Svg, lane: PeerLane, y: float) -> None:
     per_col: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
     for t, zxid in lane.commits:
         per_col[svg.column(t)].append((t, zxid))
+    densest = max((len(items) for items in per_col.values()), default=1)
     for col, items in sorted(per_col.items()):
-        height = min(LANE_HEIGHT * 0.45, 3 + 2.2 * math.log2(len(items)))
+        # Short ticks whose darkness grows with the count, so a busy run shows a
+        # density strip without hiding the lane's state colour.
+        height = 5 if len(items) == 1 else 8
+        opacity = 0.45 + 0.5 * math.log1p(len(items)) / math.log1p(densest)
         zxids = [z for _, z in items if z is not None]
         zrange = f", zxid {_zxid_text(min(zxids))} .. {_zxid_text(max(zxids))}" if zxids else ""
         svg.rect(
@@ -939,7 +969,7 @@ def _render_lane(svg: _Svg, lane: PeerLane, y: float) -> None:
             height,
             "#111",
             f"peer {lane.sid}: {len(items)} commit(s) at ~{_secs(items[0][0], t0)}{zrange}",
-            ' class="commit"',
+            f' class="commit" opacity="{min(opacity, 1.0):.2f}"',
         )
     for mark in lane.marks:
         x = svg.x(mark.t)
@@ -974,7 +1004,12 @@ def render_svg(tl: Timeline) -> str:
     rows_of_lanes: list[tuple[str, float, str]] = [("faults", fault_y, "fault bands and steps")]
     leader_y = fault_y + LANE_HEIGHT + LANE_GAP
     rows_of_lanes.append(("leader", leader_y, "established leader per epoch"))
-    peer_y0 = leader_y + 18 + LANE_GAP + 4
+    # Overlapping leader spans (two leaders at once is what a report must show) go
+    # to separate rows of the leader lane.
+    leader_rows = _stack_spans([(s.start, s.end) for s in tl.leaders], MAX_LEADER_ROWS)
+    leader_h = LEADER_ROW_HEIGHT * (max(leader_rows, default=0) + 1)
+    badge_y = leader_y + leader_h + 3  # a row for violation badges
+    peer_y0 = badge_y + 14 + LANE_GAP
     lane_ys = [peer_y0 + i * (LANE_HEIGHT + LANE_GAP) for i in range(len(tl.lanes))]
     client_y = peer_y0 + len(tl.lanes) * (LANE_HEIGHT + LANE_GAP)
     bottom = client_y + 3 * 9 + 10
@@ -1029,17 +1064,18 @@ def render_svg(tl: Timeline) -> str:
             )
 
     # Leader lane: one box per (leader, epoch) span.
-    for span in tl.leaders:
+    for span, row in zip(tl.leaders, leader_rows, strict=True):
         x0, x1 = svg.x(span.start), svg.x(span.end)
+        row_y = leader_y + row * LEADER_ROW_HEIGHT
         epoch = "?" if span.epoch is None else str(span.epoch)
         label = f"e{epoch}: {span.sid}"
         title = (
             f"peer {span.sid} established leader of epoch {epoch}, "
             f"{_secs(span.start, t0)} to {_secs(span.end, t0)}"
         )
-        svg.rect(x0, leader_y, x1 - x0, 18, "#cfe8d7", title, ' stroke="#2e8b57"')
+        svg.rect(x0, row_y, x1 - x0, LEADER_ROW_HEIGHT - 2, "#cfe8d7", title, ' stroke="#2e8b57"')
         if x1 - x0 > len(label) * CHAR_WIDTH + 4:
-            svg.text(x0 + 3, leader_y + 13, label, "leaderlabel")
+            svg.text(x0 + 3, row_y + LEADER_ROW_HEIGHT - 5, label, "leaderlabel")
 
     for lane, ly in zip(tl.lanes, lane_ys, strict=True):
         _render_lane(svg, lane, ly)
@@ -1085,9 +1121,9 @@ def render_svg(tl: Timeline) -> str:
                     f'class="vdot"><title>{title}</title></circle>'
                 )
         svg.add(
-            f'<a href="#viol-{v.index}"><rect x="{x - 11:.1f}" y="{leader_y + 20:.1f}" width="22" '
+            f'<a href="#viol-{v.index}"><rect x="{x - 11:.1f}" y="{badge_y:.1f}" width="22" '
             f'height="12" rx="3" class="vbadge"><title>{title}</title></rect>'
-            f'<text x="{x:.1f}" y="{leader_y + 29.5:.1f}" text-anchor="middle" class="vbadgetext">'
+            f'<text x="{x:.1f}" y="{badge_y + 9.5:.1f}" text-anchor="middle" class="vbadgetext">'
             f"V{v.index}</text></a></g>"
         )
 

@@ -151,3 +151,23 @@ class GoLooking:
     committed_zxid read from the replica)."""
 
     reason: str
+
+
+ZabEffect = (
+    Send
+    | SetTimer
+    | CancelTimer
+    | Emit
+    | ConnectLeader
+    | CloseQuorum
+    | PersistAcceptedEpoch
+    | PersistCurrentEpoch
+    | AppendTxns
+    | SyncLog
+    | TruncateLog
+    | WriteSnapshot
+    | InstallSnapshot
+    | ClientReply
+    | GoLooking
+)
+"""Every effect `peer.replication.Replica` returns; the adapter matches on it."""

@@ -36,6 +36,7 @@ from typing import assert_never
 
 from faults.toxiproxy import toxics
 from faults.toxiproxy.address import bind_listener, split_host_port
+from faults.toxiproxy.errors import ApiError
 from faults.toxiproxy.toxics import Stream, ToxicType
 
 WRITE_HIGH = 1 << 20  # transport write buffer high-water mark (bytes)
@@ -93,8 +94,10 @@ class _Side(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        if self.conn is None:  # an accepted client: dial upstream before reading
-            transport.pause_reading()
+        # Read nothing until both links exist: an accepted client waits for the upstream
+        # dial, and the upstream side must not deliver data before it has a link.
+        transport.pause_reading()
+        if self.conn is None:
             self.conn = Connection(self.proxy, self)
 
     def data_received(self, data: bytes) -> None:
@@ -220,9 +223,7 @@ class Link:
         if toxic.type is ToxicType.TIMEOUT and attached.active:
             timeout = toxic.attributes.get("timeout", 0)
             if timeout > 0:  # timeout 0 never closes: it only drops data
-                attached.timer = self.conn.loop.call_later(
-                    toxics.millis(timeout), self.conn.close
-                )
+                attached.timer = self.conn.loop.call_later(toxics.millis(timeout), self.conn.close)
 
     # -- the pump ------------------------------------------------------------
 
@@ -374,7 +375,7 @@ class Connection:
             _, protocol = await self.loop.create_connection(
                 lambda: _Side(self, self.proxy), host or None, int(port)
             )
-        except (OSError, ValueError, Exception):
+        except (OSError, ValueError, ApiError):
             # Toxiproxy closes the client at once: it sees a connect, then EOF.
             self.close()
             return
@@ -389,6 +390,8 @@ class Connection:
         for toxic in self.proxy.toxics:
             self.link(toxic.direction).attach(toxic)
         self.client.transport.resume_reading()
+        assert protocol.transport is not None
+        protocol.transport.resume_reading()
 
     def link(self, direction: Stream) -> Link:
         link = self.up if direction is Stream.UPSTREAM else self.down
@@ -506,7 +509,9 @@ class Proxy:
         return next((t for t in self.toxics if t.name == name), None)
 
     def _links(self, direction: Stream) -> list[Link]:
-        links = (conn.up if direction is Stream.UPSTREAM else conn.down for conn in self.connections)
+        links = (
+            conn.up if direction is Stream.UPSTREAM else conn.down for conn in self.connections
+        )
         return [link for link in links if link is not None]
 
     def add_toxic(self, toxic: Toxic) -> None:

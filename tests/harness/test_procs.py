@@ -153,6 +153,9 @@ children.append(procs.spawn([sys.executable, "-c",
     "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
     "print(p.pid, flush=True); time.sleep(120)"], stdout=open(pids_file.with_suffix('.gc'), 'wb')))
 pids_file.write_text("".join(f"peer {c.pid}\\n" for c in children))
+gc_file = pids_file.with_suffix(".gc")
+while not gc_file.read_text().strip():  # the grandchild exists before we go on
+    time.sleep(0.01)
 if mode == "exit":
     sys.exit(0)  # no explicit reap: the atexit net must do it
 procs.SignalGuard.hold()
@@ -200,12 +203,7 @@ def test_nothing_outlives_the_harness(tmp_path: Path, how: str) -> None:
             assert harness.wait(timeout=20) == 128 + signal.SIGTERM
         else:
             assert harness.returncode == 0
-        deadline = time.monotonic() + 10
-        gc_file = tmp_path / "pids.gc"
-        while not gc_file.read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if gc_file.read_text().strip():
-            grandchild.append(int(gc_file.read_text().split()[0]))
+        grandchild.append(int((tmp_path / "pids.gc").read_text().split()[0]))
         assert _wait_gone(pids) == [], f"children survived the harness ({how})"
         if how != "sigkill":
             # Reaping signals the whole group, so the child's own child goes too.
