@@ -61,6 +61,7 @@ __all__ = [
     "FirstStart",
     "Heal",
     "Latency",
+    "Links",
     "LoseUnsynced",
     "OneWay",
     "Partition",
@@ -95,6 +96,7 @@ __all__ = [
     "resolve",
     "save_plan",
     "settle_steps",
+    "symbols_for",
     "validate_plan",
 ]
 
@@ -500,6 +502,11 @@ class PlanState:
         return replace(self, possible=new)
 
 
+def symbols_for(kind: FaultKind) -> frozenset[Sym]:
+    """The symbolic targets a process/disk fault of this kind accepts."""
+    return _RULES[kind].symbols
+
+
 # --- validation ------------------------------------------------------------------
 
 
@@ -683,10 +690,27 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _dump(value: Any, indent: str) -> str:
+    # Objects get one key a line (2-space indent); anything without an object inside
+    # (sid lists, link lists, groups) stays on one line so a plan reads as a list of
+    # steps rather than a column of numbers.
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        items = [f"{inner}{json.dumps(k)}: {_dump(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        inner = indent + "  "
+        items = [inner + _dump(v, inner) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=True)
+
+
 def format_plan(plan: Plan) -> str:
-    """The plan as `plan.json` text: stable key order, 2-space indent, no trailing
-    newline. The same plan always gives the same bytes."""
-    return json.dumps(plan_to_json(plan), indent=2, ensure_ascii=True)
+    """The plan as `plan.json` text: stable key order, 2-space indent, lists of
+    numbers on one line, no trailing newline. The same plan gives the same bytes."""
+    return _dump(plan_to_json(plan), "")
 
 
 def _is_int(raw: object) -> bool:
@@ -769,7 +793,8 @@ def _parse_step(raw: object, index: int) -> Step:
         kind = FaultKind(name) if isinstance(name, str) else FaultKind("")
     except ValueError:
         known = ", ".join(k.value for k in FaultKind)
-        raise PlanError(f"unknown fault {name!r} (known: {known})", field="fault", step=index)
+        why = f"unknown fault {name!r} (known: {known})"
+        raise PlanError(why, field="fault", step=index) from None
     cls = FAULT_TYPES[kind]
     if "at_ms" not in raw:
         raise PlanError("missing", field="at_ms", step=index, what=kind.value)
@@ -971,9 +996,9 @@ def resolve(fault: Fault, view: ClusterView, rng: random.Random) -> Resolution:
         case Heal() | Workload():
             return Resolution()
         case Latency() | Bandwidth() | Slicer() | Reset():
-            chosen = _links(fault.links, peers)
+            touched = _links(fault.links, peers)
             return Resolution(
-                targets=tuple(sorted({s for link in chosen for s in link})), links=chosen
+                targets=tuple(sorted({s for link in touched for s in link})), links=touched
             )
         case (
             Crash()

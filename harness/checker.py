@@ -342,7 +342,9 @@ class _Checker:
         epoch: int | None = None,
         zxid: int | None = None,
     ) -> None:
-        kept = [Evidence.of(e) for e in evidence if e is not None][:MAX_EVIDENCE]
+        # Evidence in time order: it reads as the story of the violation.
+        events = sorted({id(e): e for e in evidence if e is not None}.values(), key=lambda e: e.t)
+        kept = [Evidence.of(e) for e in events[:MAX_EVIDENCE]]
         self.violations.append(
             Violation(
                 prop=prop,
@@ -371,9 +373,9 @@ class _Checker:
         spawned: set[int] | None = None
         if self.run.harness is not None:
             spawned = {
-                ev.fields["sid"]
+                ev.sid
                 for ev in self.run.harness.events
-                if ev.kind == "spawn" and type(ev.fields.get("sid")) is int
+                if ev.kind == "spawn" and type(ev.sid) is int
             }
             if not any(ev.kind == "spawn" for ev in self.run.harness.events):
                 spawned = None  # harness logs no spawns: assume every member ran
@@ -859,7 +861,7 @@ class _Checker:
         self.harness_events = events
         start = next((e for e in events if e.kind == "run_start"), None)
         t0 = start.t if start is not None else (events[0].t if events else self.t_first)
-        spawns = any(e.kind == "spawn" and type(e.fields.get("sid")) is int for e in events)
+        spawns = any(e.kind == "spawn" and type(e.sid) is int for e in events)
         # Before its spawn a member is down; with no spawn events, all run from t0.
         down = set(self.run.members) if spawns else set()
         paused: set[int] = set()
@@ -873,13 +875,13 @@ class _Checker:
             try:
                 match ev.kind:
                     case "spawn":
-                        sid = f.get("sid")
+                        sid = ev.sid
                         if type(sid) is not int:
                             continue
                         pid_sid[f["pid"]] = sid
                         down.discard(sid)
                     case "exit":
-                        sid = f.get("sid", pid_sid.get(f["pid"]))
+                        sid = ev.sid if ev.sid is not None else pid_sid.get(f["pid"])
                         if type(sid) is not int:
                             continue
                         down.add(sid)
@@ -937,7 +939,9 @@ class _Checker:
                     continue
                 end = self.t_end
                 for t_j, net_j, _ in timeline[k + 1 :]:
-                    if not (all(net_j.running(v) for v in group) and net_j.clique(group)):
+                    # The span ends when the group breaks up or grows into a larger
+                    # healthy group (whose own span then carries the requirement).
+                    if group not in self.cliques(net_j):
                         end = t_j
                         break
                 if end - t_k <= bound:
@@ -1145,7 +1149,7 @@ class _Checker:
 def _describe(ev: Event) -> str:
     if ev.kind == "fault":
         return f"fault {ev.fields.get('what')} {ev.fields.get('targets')} at {ev.where()}"
-    return f"{ev.kind} of peer {ev.fields.get('sid')} at {ev.where()}"
+    return f"{ev.kind} of peer {ev.sid} at {ev.where()}"
 
 
 def check(run: RunLogs) -> Verdict:

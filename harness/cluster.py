@@ -48,7 +48,6 @@ from types import TracebackType
 from typing import IO, Any
 
 from faults.toxiproxy.client import ToxiproxyClient
-from faults.toxiproxy.process import spawn_server
 from harness import procs
 from harness.client import PeerClient
 from harness.errors import ClientError, ClusterError, HarnessError, WaitTimeout
@@ -310,7 +309,9 @@ class Cluster:
         return self.is_running(sid) and self._peers[sid].paused
 
     def pid(self, sid: int) -> int | None:
-        return self._peers[sid].proc.pid if self.is_running(sid) else None  # type: ignore[union-attr]
+        with self._lock:
+            proc = self._peers[sid].proc if self.is_running(sid) else None
+            return None if proc is None else proc.pid
 
     def running(self) -> tuple[int, ...]:
         return tuple(sid for sid in self.sids if self.is_running(sid))
@@ -474,27 +475,34 @@ class Cluster:
             client = ToxiproxyClient(self.spec.toxiproxy_url)
             self._await_proxy_api(client, timeout)
             return client
+        # Both servers take `-host/-port`; we spawn either ourselves (not through
+        # faults.toxiproxy.process.spawn_server) so that it gets the parent-death signal.
         binary = shutil.which("toxiproxy-server")
-        if binary is not None:
+        argv = [binary] if binary else [self.spec.python, "-m", "faults.toxiproxy"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        for attempt in range(3):  # the free port may be taken between probe and bind
             port = _free_port()
-            log = (self.run_dir / "toxiproxy.log").open("ab")
-            try:
+            with (self.run_dir / "toxiproxy.log").open("ab") as log:
                 proc = procs.spawn(
-                    [binary, "-host", HOST, "-port", str(port)], stdout=log, stderr=log
+                    [*argv, "-host", HOST, "-port", str(port)], stdout=log, stderr=log, env=env
                 )
-            finally:
-                log.close()
+            self._proxy_proc = proc
+            self._record_pid("toxiproxy", proc.pid)
             url = f"http://{HOST}:{port}"
-        else:
-            log_path = self.run_dir / "toxiproxy.log"
-            proc, url = procs.run_in_spawner(lambda: spawn_server(HOST, 0, log_path=log_path))
-            procs.track(proc)
-        self._proxy_proc = proc
-        self._record_pid("toxiproxy", proc.pid)
-        self.harness_log.emit("spawn", pid=proc.pid, what="toxiproxy", url=url)
-        client = ToxiproxyClient(url)
-        self._await_proxy_api(client, timeout)
-        return client
+            self.harness_log.emit("spawn", pid=proc.pid, what="toxiproxy", url=url)
+            client = ToxiproxyClient(url)
+            try:
+                self._await_proxy_api(client, timeout)
+                return client
+            except ClusterError as exc:
+                procs.reap([proc], timeout=2.0)
+                self._proxy_proc = None
+                if attempt == 2 or isinstance(exc, WaitTimeout):
+                    raise
+        raise AssertionError("unreachable")
 
     def _await_proxy_api(self, client: ToxiproxyClient, timeout: float) -> None:
         deadline = time.monotonic() + timeout

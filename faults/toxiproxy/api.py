@@ -137,7 +137,8 @@ def _fields(value: Any, go_type: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ApiError(
             400,
-            f"bad request body: json: cannot unmarshal {_kind(value)} into Go value of type {go_type}",
+            f"bad request body: json: cannot unmarshal {_kind(value)} "
+            f"into Go value of type {go_type}",
         )
     return {key.lower(): item for key, item in value.items() if item is not None}
 

@@ -105,7 +105,11 @@ async def serve_connection(
                 log.debug("bad request: %s", exc)
                 writer.write(
                     encode_response(
-                        Response(status=400, body=b"400 Bad Request", content_type="text/plain; charset=utf-8"),
+                        Response(
+                            status=400,
+                            body=b"400 Bad Request",
+                            content_type="text/plain; charset=utf-8",
+                        ),
                         keep_alive=False,
                     )
                 )

@@ -373,7 +373,7 @@ class Connection:
         try:
             host, port = split_host_port(self.proxy.upstream)
             _, protocol = await self.loop.create_connection(
-                lambda: _Side(self, self.proxy), host or None, int(port)
+                lambda: _Side(self, self.proxy), host or "127.0.0.1", int(port)
             )
         except (OSError, ValueError, ApiError):
             # Toxiproxy closes the client at once: it sees a connect, then EOF.

@@ -196,9 +196,7 @@ def run_dir(tmp_path: Path) -> Path:
 def _segments(html_or_dir: Path, sid: int) -> list[tuple[float, float, LaneState]]:
     timeline = build_timeline(load_report_data(html_or_dir))
     lane = next(lane for lane in timeline.lanes if lane.sid == sid)
-    return [
-        ((s.start - BASE) / S, (s.end - BASE) / S, s.state) for s in lane.segments
-    ]
+    return [((s.start - BASE) / S, (s.end - BASE) / S, s.state) for s in lane.segments]
 
 
 def _state_at(segments: list[tuple[float, float, LaneState]], at: float) -> LaneState | None:
@@ -357,9 +355,7 @@ def big_run(run_dir: Path, *, seconds: int = 60, peers: int = 5) -> Path:
         b.peer(sid, 0.03, "state", state="LOOKING", round=1)
         b.peer(sid, 0.3, "state", state="LEADING" if sid == 1 else "FOLLOWING", round=1, leader=1)
     b.peer(1, 0.35, "established", epoch=1)
-    counter = 0
-    for ms in range(500, seconds * 1000, 10):
-        counter += 1
+    for counter, ms in enumerate(range(500, seconds * 1000, 10), start=1):
         at = ms / 1000
         for sid in sids:
             b.peer(sid, at, "commit", zxid=(1 << 32) | counter)
@@ -441,3 +437,29 @@ def test_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     assert _png_size(data) == (1400, 900)
     # A blank page compresses to a few KB; the report has colour and text.
     assert len(data) > 30_000
+
+
+def test_odd_shapes_render_without_crashing(tmp_path: Path) -> None:
+    """A verdict or fault from a newer/older checker or nemesis with unexpected shapes
+    still renders: what cannot be placed on the timeline is listed, not fatal."""
+    builder, _ = small_run(tmp_path / "odd")
+    builder.fault(5.0, 9, "one-way", [1, 2], cut=[[1, 2], ["x", 3], 7], down="?", paused=None)
+    builder.peer(2, 5.1, "state", state="WEIRD", round=9)
+    verdict = {
+        "verdict": "surprising",
+        "violations": [
+            "just a string",
+            {"property": "durability", "evidence": [{"where": "peer-1.jsonl:3"}, 5]},
+            {"evidence": "none"},
+        ],
+        "summary": [1, "two", {"three": 3}],
+        "notes": "plain text",
+    }
+    page = render_report(builder.write(verdict))
+    assert 'class="badge unknown">SURPRISING<' in page
+    assert "durability" in page and "peer-1.jsonl:3" in page
+    assert "just a string" in page
+    timeline = build_timeline(load_report_data(builder.run_dir))
+    labels = [b.label for b in timeline.bands if b.kind is BandKind.PARTITION]
+    assert "cut 1\u21922" in labels  # a one-way cut is not a clean partition
+    assert [v.points for v in timeline.violations] == [(), ()]

@@ -32,7 +32,9 @@ def v(leader: int, *, epoch: int = 0, zxid: int = 0) -> Vote:
 def note(
     sender: int, leader: int, *, rnd: int = 1, state: ServerState = L, epoch: int = 0, zxid: int = 0
 ) -> Notification:
-    return Notification(sender=sender, state=state, vote=v(leader, epoch=epoch, zxid=zxid), round=rnd)
+    return Notification(
+        sender=sender, state=state, vote=v(leader, epoch=epoch, zxid=zxid), round=rnd
+    )
 
 
 def core(
@@ -135,7 +137,9 @@ def test_start_proposes_self_to_every_other_member_and_arms_the_timer() -> None:
     [state] = emits(effects, "state")
     assert state.fields == {"state": "LOOKING", "round": 1}
     assert targets(effects) == [1, 3, 4]  # voters and observers, never myself
-    assert all(m == Notification(sender=2, state=L, vote=e.vote, round=1) for _, m in sends(effects))
+    assert all(
+        m == Notification(sender=2, state=L, vote=e.vote, round=1) for _, m in sends(effects)
+    )
     assert timers_set(effects) == [(NOTIFICATION_TIMER, FAST.min_notification_ms)]
     assert e.start(peer_epoch=3, last_zxid=7, committed_zxid=5) and e.round == 2
 

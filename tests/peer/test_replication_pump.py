@@ -1,4 +1,4 @@
-"""Test support (no tests here): a socket-free pump for replication tests: N `Replica`s, FIFO links, an in-memory disk.
+"""Test support (no tests here): a socket-free pump of N `Replica`s and an in-memory disk.
 
 The disk model executes storage effects the way `peer.storage.Storage` will (append,
 fsync, truncate, snapshots, epoch files) and remembers how much of the log is fsynced,
