@@ -1200,6 +1200,22 @@ class _Gen:
         self.hold()
         self.emit(Resume(target=Sym.ALL))
 
+    def combo(self) -> None:
+        """A process fault inside a partition: the cases a single fault misses
+        (a leader that must step down while a follower is also gone)."""
+        shapes = [Shape.HALVES, Shape.ISOLATE_LEADER, Shape.BRIDGE, Shape.MAJORITY_RING]
+        self.emit(Partition(shape=self.rng.choice(shapes)))
+        self.t += self.ticks(3, 10)
+        symbols = [Sym.LEADER, Sym.FOLLOWER, Sym.RANDOM]
+        paused = self.rng.random() < 0.5
+        if paused:
+            self.emit(Pause(target=self.target(FaultKind.PAUSE, symbols)))
+        else:
+            self.emit(Crash(target=self.target(FaultKind.CRASH, symbols)))
+        self.hold()
+        self.emit(Heal())
+        self.emit(Resume(target=Sym.ALL) if paused else Restart(target=Sym.ALL))
+
     def workload_off(self) -> None:
         self.emit(Workload(on=False))
         self.hold()
@@ -1228,6 +1244,8 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 lambda: g.crash(graceful=True),
                 lambda: g.crash(disk=True),
                 g.pause,
+                g.combo,
+                g.combo,
                 g.workload_off,
             ]
 

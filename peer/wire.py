@@ -113,7 +113,7 @@ class _Writer:
     def __init__(self) -> None:
         self.buf = bytearray()
 
-    def int(self, value: int, what: str) -> None:
+    def i64(self, value: int, what: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise EncodeError(f"{what} must be an int, got {value!r}")
         try:
@@ -126,7 +126,7 @@ class _Writer:
             raise EncodeError(f"{what}: {value} items do not fit a u32 count")
         self.buf += _U32.pack(value)
 
-    def str(self, value: str, what: str) -> None:
+    def text(self, value: str, what: str) -> None:
         if not isinstance(value, str):
             raise EncodeError(f"{what} must be a str, got {value!r}")
         data = value.encode("utf-8", errors="surrogatepass")
@@ -134,9 +134,9 @@ class _Writer:
         self.buf += data
 
     def txn(self, txn: Txn) -> None:
-        self.int(txn.zxid, "txn.zxid")
-        self.str(txn.key, "txn.key")
-        self.str(txn.value, "txn.value")
+        self.i64(txn.zxid, "txn.zxid")
+        self.text(txn.key, "txn.key")
+        self.text(txn.value, "txn.value")
 
     def txns(self, txns: tuple[Txn, ...]) -> None:
         self.count(len(txns), "txns")
@@ -166,7 +166,7 @@ class _Reader:
         self.pos = end
         return chunk
 
-    def int(self, what: str) -> int:
+    def i64(self, what: str) -> int:
         value: int = _INT.unpack(self.take(_INT.size, what))[0]
         return value
 
@@ -177,7 +177,7 @@ class _Reader:
             raise self.fail(f"{what} count {value} exceeds the payload")
         return value
 
-    def str(self, what: str) -> str:
+    def text(self, what: str) -> str:
         size = self.count(what, 1)
         raw = bytes(self.take(size, what))
         try:
@@ -192,7 +192,9 @@ class _Reader:
         return _STATES[index]
 
     def txn(self) -> Txn:
-        return Txn(zxid=self.int("txn.zxid"), key=self.str("txn.key"), value=self.str("txn.value"))
+        return Txn(
+            zxid=self.i64("txn.zxid"), key=self.text("txn.key"), value=self.text("txn.value")
+        )
 
     def txns(self) -> tuple[Txn, ...]:
         # a txn is at least 8 + 4 + 4 bytes
@@ -207,38 +209,38 @@ class _Reader:
 def _encode_payload(msg: Message, w: _Writer) -> None:
     match msg:
         case Notification():
-            w.int(msg.sender, "sender")
+            w.i64(msg.sender, "sender")
             w.buf.append(_STATES.index(msg.state))
-            w.int(msg.vote.peer_epoch, "vote.peer_epoch")
-            w.int(msg.vote.zxid, "vote.zxid")
-            w.int(msg.vote.leader, "vote.leader")
-            w.int(msg.round, "round")
+            w.i64(msg.vote.peer_epoch, "vote.peer_epoch")
+            w.i64(msg.vote.zxid, "vote.zxid")
+            w.i64(msg.vote.leader, "vote.leader")
+            w.i64(msg.round, "round")
         case FollowerInfo():
-            w.int(msg.sid, "sid")
-            w.int(msg.accepted_epoch, "accepted_epoch")
-            w.int(msg.last_zxid, "last_zxid")
+            w.i64(msg.sid, "sid")
+            w.i64(msg.accepted_epoch, "accepted_epoch")
+            w.i64(msg.last_zxid, "last_zxid")
         case LeaderInfo():
-            w.int(msg.epoch, "epoch")
+            w.i64(msg.epoch, "epoch")
         case AckEpoch():
-            w.int(msg.current_epoch, "current_epoch")
-            w.int(msg.last_zxid, "last_zxid")
+            w.i64(msg.current_epoch, "current_epoch")
+            w.i64(msg.last_zxid, "last_zxid")
         case Diff():
             w.txns(msg.txns)
         case Trunc():
-            w.int(msg.zxid, "zxid")
+            w.i64(msg.zxid, "zxid")
             w.txns(msg.txns)
         case Snap():
-            w.int(msg.zxid, "zxid")
+            w.i64(msg.zxid, "zxid")
             w.count(len(msg.state), "state")
             for key, value in msg.state:
-                w.str(key, "state key")
-                w.str(value, "state value")
+                w.text(key, "state key")
+                w.text(value, "state value")
             w.txns(msg.txns)
         case NewLeader() | AckNewLeader():
-            w.int(msg.epoch, "epoch")
-            w.int(msg.zxid, "zxid")
+            w.i64(msg.epoch, "epoch")
+            w.i64(msg.zxid, "zxid")
         case UpToDate() | Ack() | Commit() | Ping():
-            w.int(msg.zxid, "zxid")
+            w.i64(msg.zxid, "zxid")
         case Proposal() | Inform():
             w.txn(msg.txn)
         case _:
@@ -246,36 +248,38 @@ def _encode_payload(msg: Message, w: _Writer) -> None:
 
 
 def _decode_snap(r: _Reader) -> Snap:
-    zxid = r.int("zxid")
-    pairs = tuple((r.str("state key"), r.str("state value")) for _ in range(r.count("state", 8)))
+    zxid = r.i64("zxid")
+    pairs = tuple((r.text("state key"), r.text("state value")) for _ in range(r.count("state", 8)))
     return Snap(zxid=zxid, state=pairs, txns=r.txns())
 
 
 def _decode_notification(r: _Reader) -> Notification:
-    sender = r.int("sender")
+    sender = r.i64("sender")
     state = r.state()
-    vote = Vote(peer_epoch=r.int("vote.peer_epoch"), zxid=r.int("vote.zxid"), leader=r.int("vote.leader"))
-    return Notification(sender=sender, state=state, vote=vote, round=r.int("round"))
+    vote = Vote(
+        peer_epoch=r.i64("vote.peer_epoch"), zxid=r.i64("vote.zxid"), leader=r.i64("vote.leader")
+    )
+    return Notification(sender=sender, state=state, vote=vote, round=r.i64("round"))
 
 
 _DECODERS: dict[int, Callable[[_Reader], Message]] = {
     1: _decode_notification,
     10: lambda r: FollowerInfo(
-        sid=r.int("sid"), accepted_epoch=r.int("accepted_epoch"), last_zxid=r.int("last_zxid")
+        sid=r.i64("sid"), accepted_epoch=r.i64("accepted_epoch"), last_zxid=r.i64("last_zxid")
     ),
-    11: lambda r: LeaderInfo(epoch=r.int("epoch")),
-    12: lambda r: AckEpoch(current_epoch=r.int("current_epoch"), last_zxid=r.int("last_zxid")),
+    11: lambda r: LeaderInfo(epoch=r.i64("epoch")),
+    12: lambda r: AckEpoch(current_epoch=r.i64("current_epoch"), last_zxid=r.i64("last_zxid")),
     13: lambda r: Diff(txns=r.txns()),
-    14: lambda r: Trunc(zxid=r.int("zxid"), txns=r.txns()),
+    14: lambda r: Trunc(zxid=r.i64("zxid"), txns=r.txns()),
     15: _decode_snap,
-    16: lambda r: NewLeader(epoch=r.int("epoch"), zxid=r.int("zxid")),
-    17: lambda r: AckNewLeader(epoch=r.int("epoch"), zxid=r.int("zxid")),
-    18: lambda r: UpToDate(zxid=r.int("zxid")),
+    16: lambda r: NewLeader(epoch=r.i64("epoch"), zxid=r.i64("zxid")),
+    17: lambda r: AckNewLeader(epoch=r.i64("epoch"), zxid=r.i64("zxid")),
+    18: lambda r: UpToDate(zxid=r.i64("zxid")),
     19: lambda r: Proposal(txn=r.txn()),
-    20: lambda r: Ack(zxid=r.int("zxid")),
-    21: lambda r: Commit(zxid=r.int("zxid")),
+    20: lambda r: Ack(zxid=r.i64("zxid")),
+    21: lambda r: Commit(zxid=r.i64("zxid")),
     22: lambda r: Inform(txn=r.txn()),
-    23: lambda r: Ping(zxid=r.int("zxid")),
+    23: lambda r: Ping(zxid=r.i64("zxid")),
 }
 assert set(_DECODERS) == set(MESSAGE_TYPES.values())
 
@@ -327,7 +331,8 @@ def decode(frame: bytes, *, max_frame: int = MAX_FRAME) -> Message:
 class FrameDecoder:
     """Incremental decoder for one stream: `feed` bytes as they arrive, get back the
     complete messages. After a `FrameError` the stream position is lost, so every
-    later `feed` raises too: close the connection."""
+    later `feed` raises too: close the connection (messages decoded earlier in the
+    same `feed` call are dropped with it; the connection is going away anyway)."""
 
     max_frame: int = MAX_FRAME
     _buffer: bytearray | None = None
@@ -351,20 +356,22 @@ class FrameDecoder:
         assert buffer is not None
         buffer += data
         messages: list[Message] = []
+        start = 0  # consume by offset and compact once: no quadratic deletes
         try:
-            while len(buffer) >= _LENGTH.size:
-                (length,) = _LENGTH.unpack_from(buffer)
+            while len(buffer) - start >= _LENGTH.size:
+                (length,) = _LENGTH.unpack_from(buffer, start)
                 # Check the declared length before waiting for the body, so an
                 # over-size prefix is refused at once, not after buffering it.
                 if length > self.max_frame:
                     raise FrameError(f"frame of {length} bytes exceeds the limit {self.max_frame}")
-                end = _LENGTH.size + length
+                end = start + _LENGTH.size + length
                 if len(buffer) < end:
                     break
-                body = bytes(buffer[_LENGTH.size : end])
-                del buffer[:end]
-                messages.append(decode_body(body))
+                messages.append(decode_body(bytes(buffer[start + _LENGTH.size : end])))
+                start = end
         except FrameError as exc:
             self._failed = exc
             raise
+        finally:
+            del buffer[:start]
         return messages

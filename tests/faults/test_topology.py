@@ -106,7 +106,9 @@ def test_bridge_middle_sees_both_sides_which_cannot_see_each_other(n: int) -> No
 
 def test_explicit_groups_and_their_errors() -> None:
     rng = random.Random(0)
-    groups = partition_groups(Shape.EXPLICIT, FIVE, leader=None, rng=rng, groups=[[1, 2], [3, 4, 5]])
+    groups = partition_groups(
+        Shape.EXPLICIT, FIVE, leader=None, rng=rng, groups=[[1, 2], [3, 4, 5]]
+    )
     assert groups == (frozenset({1, 2}), frozenset({3, 4, 5}))
     with pytest.raises(FaultError, match="needs groups"):
         partition_groups(Shape.EXPLICIT, FIVE, leader=None, rng=rng)
@@ -209,7 +211,7 @@ def test_netstate_from_bad_fields(fields: dict[str, object], message: str) -> No
 def test_connected_majority() -> None:
     assert NetState().connected_majority(FIVE) == frozenset(FIVE)
     minority_down = NetState(down=frozenset({1, 2}))
-    assert minority_down.connected_majority(FIVE) == {3, 4, 5}
+    assert minority_down.connected_majority(FIVE) == frozenset({3, 4, 5})
     assert NetState(down=frozenset({1}), paused=frozenset({2, 3})).connected_majority(FIVE) is None
     # a one-way cut breaks mutual connectivity: 1 and 2 cannot both be in the set
     one_way = NetState(cut=frozenset({(1, 2)}))
@@ -217,7 +219,7 @@ def test_connected_majority() -> None:
     assert found is not None and len(found) == 4 and not {1, 2} <= found
     # isolated leader: the other four are the majority
     isolated = NetState().partition([[3], [1, 2, 4, 5]])
-    assert isolated.connected_majority(FIVE) == {1, 2, 4, 5}
+    assert isolated.connected_majority(FIVE) == frozenset({1, 2, 4, 5})
     # latency does not disconnect
     slow = NetState().delay(all_links(FIVE), latency_ms=500)
     assert slow.connected_majority(FIVE) == frozenset(FIVE)

@@ -164,7 +164,8 @@ def test_random_schedules_agree_and_converge(
     by_round: dict[int, set[int]] = {}
     for _, decision in net.decisions:
         by_round.setdefault(decision.round, set()).add(decision.vote.leader)
-    assert all(len(leaders) == 1 for leaders in by_round.values()), by_round
+    trace = "\n".join(net.trace)
+    assert all(len(leaders) == 1 for leaders in by_round.values()), f"{by_round}\n{trace}"
     # Everyone decided, on one leader, which leads and is a voter.
     states = {sid: net.state(sid) for sid in roles}
     assert L not in states.values(), states

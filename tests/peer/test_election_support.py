@@ -38,6 +38,7 @@ class Net:
     decisions: list[tuple[int, Decided]] = field(default_factory=list)
     events: list[tuple[int, Emit]] = field(default_factory=list)
     delivered: int = 0
+    trace: list[str] = field(default_factory=list)  # what happened, for failure messages
 
     def __post_init__(self) -> None:
         for sid in self.roles:
@@ -65,8 +66,12 @@ class Net:
                     self.events.append((sid, effect))
                 case Decided():
                     self.decisions.append((sid, effect))
+                    self.trace.append(
+                        f"  {sid} decided {effect.state} {effect.vote} r{effect.round}"
+                    )
 
     def start(self, sid: int, *, peer_epoch: int = 0, zxid: int = 0) -> None:
+        self.trace.append(f"start {sid} epoch={peer_epoch} zxid={zxid}")
         self.started.add(sid)
         self.apply(
             sid, self.cores[sid].start(peer_epoch=peer_epoch, last_zxid=zxid, committed_zxid=zxid)
@@ -80,13 +85,19 @@ class Net:
     def deliver(self, index: int = 0) -> None:
         to, message = self.in_flight.pop(index)
         self.delivered += 1
+        self.trace.append(
+            f"deliver {message.sender}->{to} {message.state} {message.vote} r{message.round}"
+            + ("" if to in self.started else " (lost: not running)")
+        )
         if to in self.started:  # a peer that is not running loses the message
             self.apply(to, self.cores[to].receive(message))
 
     def drop(self, index: int) -> None:
-        self.in_flight.pop(index)
+        to, message = self.in_flight.pop(index)
+        self.trace.append(f"drop {message.sender}->{to}")
 
     def fire(self, sid: int, name: str) -> None:
+        self.trace.append(f"fire {sid} {name}")
         self.timers[sid].discard(name)
         self.apply(sid, self.cores[sid].on_timer(name))
 

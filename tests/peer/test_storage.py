@@ -163,7 +163,7 @@ def test_torn_record_in_an_older_segment_is_corruption(tmp_path: Path) -> None:
 def test_garbled_epoch_file_is_a_clear_error(tmp_path: Path) -> None:
     Storage.open(tmp_path)[0].close()
     (tmp_path / "currentEpoch").write_text("seven\n")
-    with pytest.raises(StorageError, match="currentEpoch.*decimal"):
+    with pytest.raises(StorageError, match=r"currentEpoch.*decimal"):
         Storage.open(tmp_path)
 
 

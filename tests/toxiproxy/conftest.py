@@ -67,15 +67,15 @@ class Reply:
         return json.loads(self.body)
 
 
-def raw(
-    url: str, method: str, path: str, body: bytes | str | None = None, **headers: str
-) -> Reply:
+def raw(url: str, method: str, path: str, body: bytes | str | None = None, **headers: str) -> Reply:
     """One HTTP exchange with http.client, returning status, headers and exact bytes."""
     parsed = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=5)
     try:
         data = body.encode() if isinstance(body, str) else body
-        conn.request(method, path, body=data, headers={k.replace("_", "-"): v for k, v in headers.items()})
+        conn.request(
+            method, path, body=data, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        )
         response = conn.getresponse()
         return Reply(
             status=response.status,
