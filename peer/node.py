@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+import peer.wire as wire
 from harness.events import EventWriter
-from peer import wire
 from peer.config import ClusterConfig, Dial
 from peer.domain import Bug, ServerState, Txn
 from peer.effects import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.toxiproxy.conftest import raw
+from tests.toxiproxy.conftest import Reply, raw
 
 ERR_HEADERS = {"content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff"}
 
@@ -29,17 +29,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _error(reply_body: bytes, message: str, status: int) -> bytes:
+def _error(message: str, status: int) -> bytes:
     return f'{{"error":"{message}","status":{status}}}\n'.encode()
 
 
-def assert_error(reply: object, status: int, message: str) -> None:
+def assert_error(reply: Reply, status: int, message: str) -> None:
     assert reply.status == status
     headers = reply.headers
     for key, value in ERR_HEADERS.items():
         assert headers[key] == value
     body = reply.body
-    assert body == _error(body, message, status)
+    assert body == _error(message, status)
 
 
 def test_version(toxiproxy_url: str) -> None:
