@@ -326,3 +326,27 @@ def test_killed_harness_leaves_nothing_behind(tmp_path: Path, sig: signal.Signal
         for pid in pids:
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_attached_server_is_shared_by_prefix_and_left_running(tmp_path: Path) -> None:
+    from faults.toxiproxy.process import spawn_server
+    from harness import procs
+
+    server, url = spawn_server(log_path=tmp_path / "server.log")
+    procs.track(server)
+    try:
+        spec = ClusterSpec(peers=2, toxiproxy_url=url)
+        with Cluster(spec, tmp_path / "a") as first, Cluster(spec, tmp_path / "b") as second:
+            first.start(sids=[])
+            second.start(sids=[])
+            names_a = set(first.link_proxies(1, 2)) | {first.proxy_name("c", 1)}
+            names_b = set(second.link_proxies(1, 2)) | {second.proxy_name("c", 1)}
+            assert not names_a & names_b  # parallel clusters on one server do not collide
+            assert len(first.toxiproxy.proxies()) == 2 * (2 * 2 * 1 + 2)
+            first.close()
+            assert set(second.toxiproxy.proxies()) >= names_b
+            assert not set(second.toxiproxy.proxies()) & names_a
+        assert server.poll() is None  # not ours to stop
+        assert not (tmp_path / "a" / "pids").exists()
+    finally:
+        procs.reap([server])
