@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+try:  # orjson parses about twice as fast; the checker's throughput is mostly parsing
+    from orjson import loads as _bulk_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, this is a fallback
+    _bulk_loads = json.loads  # type: ignore[assignment]
+
 # kind -> required fields (besides t, kind). Peer kinds also require sid and boot.
 PEER_KINDS: dict[str, tuple[str, ...]] = {
     # first event of every boot: what was recovered, and the planted bug if any
@@ -176,7 +181,7 @@ def parse_lines(source: str, lines: list[str]) -> LogRead:
     # Fast path: one json.loads over the whole file is about twice as fast as one per
     # line. Any problem (a torn tail, garbage) falls back to the careful line loop.
     try:
-        records = json.loads("[" + ",".join(raw for _, raw in numbered) + "]")
+        records = _bulk_loads("[" + ",".join(raw for _, raw in numbered) + "]")
     except (json.JSONDecodeError, RecursionError):
         return _parse_each(source, lines)
     if len(records) != len(numbered):  # a line held two values, e.g. "1,2"
