@@ -56,6 +56,7 @@ from typing import assert_never
 
 from peer.domain import Bug, Role, ServerState, Timing, Vote, quorum_size
 from peer.effects import CancelTimer, Decided, Emit, Send, SetTimer
+from peer.errors import PeerError
 from peer.messages import Notification
 
 NOTIFICATION_TIMER = "election.notification"
@@ -68,7 +69,7 @@ Effect = Send | SetTimer | CancelTimer | Emit | Decided
 OBSERVER_VOTE = Vote(peer_epoch=-1, zxid=-1, leader=-1)
 
 
-class ElectionError(Exception):
+class ElectionError(PeerError):
     """The election core was misused by its adapter (bad config, unknown timer)."""
 
     def __init__(self, sid: int, why: str) -> None:

@@ -1,6 +1,7 @@
 """Support for the election tests (no tests here): a deterministic message pump over cores.
 
-Messages sit in an in-flight list until the test delivers or drops them; timers are a
+Messages sit in an in-flight list until the test delivers or drops them (FIFO per
+link, like the one TCP connection per pair of peers); timers are a
 set of armed names per core that the test fires by hand. Every Emit is checked against
 the event schema as it is produced.
 """
@@ -83,6 +84,12 @@ class Net:
         self.start(sid, peer_epoch=peer_epoch, zxid=zxid)
 
     def deliver(self, index: int = 0) -> None:
+        """Deliver the oldest message on the link of `in_flight[index]`: links are FIFO
+        (one TCP connection per pair of peers), only different links interleave."""
+        to, message = self.in_flight[index]
+        index = next(
+            i for i, (t, m) in enumerate(self.in_flight) if t == to and m.sender == message.sender
+        )
         to, message = self.in_flight.pop(index)
         self.delivered += 1
         self.trace.append(
