@@ -151,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _exit_code_for(exc: Exception) -> int:
     from faults.errors import FaultError
     from harness.errors import HarnessError
+    from harness.runner import RunUsageError
 
-    if isinstance(exc, FaultError | ValueError | FileNotFoundError):
+    if isinstance(exc, FaultError | ValueError | FileNotFoundError | RunUsageError):
         return EXIT_UNKNOWN
     if isinstance(exc, HarnessError | OSError):
         return EXIT_INFRA

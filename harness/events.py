@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -250,13 +251,15 @@ def monotonic_ns() -> int:
 
 class EventWriter:
     """Appends events to a JSONL file, one write + flush per event, so a SIGKILL can
-    tear at most the line being written. Not thread-safe; one writer per file."""
+    tear at most the line being written. Thread-safe (the harness log is written by
+    the launcher and the nemesis thread); one writer per file."""
 
     def __init__(self, path: Path, *, sid: int | None = None, boot: int | None = None) -> None:
         self.path = path
         self.sid = sid
         self.boot = boot
         self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
 
     def emit(self, kind: str, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
         record: dict[str, Any] = {"t": monotonic_ns(), "kind": kind}
@@ -267,8 +270,10 @@ class EventWriter:
         if fields:
             record.update(fields)
         record.update(more)
-        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._handle.flush()
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()
 
     def fsync(self) -> None:
         self._handle.flush()

@@ -35,11 +35,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from faults.nemesis import Nemesis  # type: ignore[import-not-found,unused-ignore]
+    from faults.nemesis import Nemesis
     from faults.plan import Plan
     from harness.checker import Verdict
     from harness.cluster import Cluster
-    from harness.workload import Workload
 
 ENV_PREFIX = "QUORUM_CHAOS_"
 MARKER_KEYS = frozenset({"peers", "duration", "profile", "bug", "seed", "observers", "timing"})
@@ -630,7 +629,8 @@ class NemesisFactory:
     """`chaos_nemesis(plan=None, *, cluster=None, workload=None) -> Nemesis`: binds a
     nemesis to the test's cluster. Without a plan it generates one from the test's
     profile, seed, peers and duration (or takes the --chaos-replay run's plan); the
-    plan is saved as `plan.json` in the run dir before anything runs."""
+    plan is saved as `plan.json` in the run dir before anything runs. `workload` is a switch such as
+    `Workload.set_enabled`, for the plan's workload steps."""
 
     def __init__(self, state: _TestState, clusters: ClusterFactory) -> None:
         self._state = state
@@ -652,9 +652,9 @@ class NemesisFactory:
         plan: Plan | None = None,
         *,
         cluster: Cluster | None = None,
-        workload: Workload | None = None,
+        workload: Callable[[bool], None] | None = None,
     ) -> Nemesis:
-        from faults.nemesis import Nemesis  # type: ignore[import-not-found,unused-ignore]
+        from faults.nemesis import Nemesis
         from faults.plan import save_plan
 
         target = cluster if cluster is not None else self._clusters.current

@@ -55,7 +55,7 @@ from peer.effects import (
 )
 from peer.election import Election
 from peer.messages import FollowerInfo, Notification
-from peer.replication import Replica
+from peer.replication import Phase, Replica
 from peer.storage import Storage
 
 log = logging.getLogger("peer")
@@ -120,6 +120,8 @@ class Node:
         self._out: dict[int, _Outbound] = {j: _Outbound() for j in self.member.dial}
         self._quorum: dict[int, _Quorum] = {}
         self._dialing: dict[int, asyncio.Task[None]] = {}
+        # FOLLOWERINFOs that arrived while this peer was still LOOKING (see _accept_quorum).
+        self._early: dict[int, FollowerInfo] = {}
         self._unsynced: list[Txn] = []
         self._clients: dict[int, asyncio.Future[ClientReply]] = {}
         self._next_request = 1
@@ -265,12 +267,32 @@ class Node:
         match state:
             case ServerState.LEADING:
                 self._queue.append(self.replica.lead)
+                self._queue.append(self._feed_early)
             case ServerState.FOLLOWING | ServerState.OBSERVING:
+                self._drop_early()
                 self._queue.append(lambda: self.replica.follow(leader))
             case ServerState.LOOKING:
                 pass
             case _:
                 assert_never(state)
+
+    def _feed_early(self) -> list[Any]:
+        """Now leading: hand the core the learners that dialed in before it decided."""
+        effects: list[Any] = []
+        early, self._early = self._early, {}
+        for learner, info in sorted(early.items()):
+            if learner in self._quorum:
+                effects += self.replica.receive(learner, info)
+        return effects
+
+    def _drop_early(self) -> None:
+        """Not leading after all: close the held learner links so those learners give up
+        and look again at once instead of waiting out init_limit."""
+        early, self._early = self._early, {}
+        for learner in early:
+            q = self._quorum.pop(learner, None)
+            if q is not None:
+                q.writer.close()
 
     def _sync_log(self) -> None:
         if not self._unsynced:
@@ -438,6 +460,14 @@ class Node:
                         if old is not None:
                             old.writer.close()
                         self._quorum[learner] = _Quorum(writer=writer)
+                        if self.replica.phase is Phase.LOOKING:
+                            # A follower whose finalize wait ended before ours dialed in
+                            # while we are still LOOKING. ZooKeeper refuses it (no learner
+                            # acceptor yet) and it re-dials; the core would drop the frame
+                            # and leave the learner waiting for init_limit. Hold it until
+                            # the election decides (_feed_early / _drop_early).
+                            self._early[learner] = message
+                            continue
                     sender = learner
                     self._input(lambda m=message, s=sender: self.replica.receive(s, m))  # type: ignore[misc]
         except (ConnectionError, OSError):
@@ -446,6 +476,7 @@ class Node:
             writer.close()
             if learner is not None and self._owns(learner, writer):
                 del self._quorum[learner]
+                self._early.pop(learner, None)
                 self._input(lambda: self.replica.disconnected(learner))
 
     def _owns(self, peer: int, writer: asyncio.StreamWriter) -> bool:

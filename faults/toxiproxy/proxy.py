@@ -37,6 +37,7 @@ from typing import assert_never
 from faults.toxiproxy import toxics
 from faults.toxiproxy.address import bind_listener, split_host_port
 from faults.toxiproxy.errors import ApiError
+from faults.toxiproxy.timerfd import timers_for
 from faults.toxiproxy.toxics import Stream, ToxicType
 
 WRITE_HIGH = 1 << 20  # transport write buffer high-water mark (bytes)
@@ -252,7 +253,10 @@ class Link:
                 return
             fut: asyncio.Future[None] = loop.create_future()
             attached.waiter = fut
-            handle = loop.call_at(deadline, _wake, fut) if deadline is not None else None
+            # Deadlines go through the loop's timerfd: asyncio's own timers wake up to
+            # 1 ms late (epoll's millisecond timeout is rounded up), see `timerfd`.
+            timers = self.conn.timers
+            handle = timers.call_at(deadline, _wake, fut) if deadline is not None else None
             try:
                 await fut
             finally:
@@ -360,6 +364,7 @@ class Connection:
         self.proxy = proxy
         self.loop = proxy.loop
         self.rng = proxy.rng
+        self.timers = timers_for(self.loop)
         self.client = client
         self.server: _Side | None = None
         self.up: Link | None = None

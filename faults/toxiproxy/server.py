@@ -28,6 +28,8 @@ from faults.toxiproxy.address import is_loopback_host, join_host_port
 from faults.toxiproxy.api import VERSION, Registry
 from faults.toxiproxy.errors import UsageError
 from faults.toxiproxy.httpwire import serve_connection
+from faults.toxiproxy.timerfd import reduce_timer_slack
+from faults.toxiproxy.timerfd import release as release_timers
 
 log = logging.getLogger("faults.toxiproxy")
 
@@ -95,6 +97,7 @@ async def _load_config(registry: Registry, path: str) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
+    reduce_timer_slack()  # latency toxics promise sub-millisecond accuracy
     rng = random.Random(args.seed) if args.seed is not None else random.Random(os.urandom(16))
     registry = Registry(
         rng=rng,
@@ -128,6 +131,7 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         api.close()
         registry.close_all()
+        release_timers(loop)
     return 0
 
 

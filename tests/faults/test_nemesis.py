@@ -188,7 +188,7 @@ def test_latency_delays_replication_by_about_its_value(cluster: Cluster) -> None
     latency_ms = 300
     nemesis = Nemesis(cluster, _plan(), seed=2)
     leader = cluster.wait_for_leader(LEADER_S)
-    f, g = (s for s in PEERS if s != leader)
+    f = next(s for s in PEERS if s != leader)
 
     def lags(zxids: list[int], sid: int) -> list[float]:
         proposed = {e["zxid"]: e.t for e in _events(cluster, leader, "propose")}
@@ -218,12 +218,14 @@ def test_pause_stops_the_process_and_resume_or_heal_continues_it(cluster: Cluste
     (f,) = nemesis.apply(Pause(target=Sym.FOLLOWER)).targets
     pid = cluster.pid(f)
     assert pid is not None
-    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    proc = psutil.Process(pid)
+    # SIGSTOP is delivered asynchronously: the state changes a moment after the call
+    _wait(f"peer {f} to be stopped", lambda: proc.status() == psutil.STATUS_STOPPED)
     assert nemesis.net.paused == {f}
     assert _last_fault(cluster, "pause")["paused"] == [f]
     (resumed,) = nemesis.apply(Resume(target=Sym.LAST)).targets
     assert resumed == f
-    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    _wait(f"peer {f} to continue", lambda: proc.status() != psutil.STATUS_STOPPED)
     _wait(f"peer {f} to answer and follow", lambda: _follows(cluster, f), LEADER_S)
     # heal() resumes whatever is still paused, and logs it
     (again,) = nemesis.apply(Pause(target=Sym.FOLLOWER)).targets
@@ -231,6 +233,10 @@ def test_pause_stops_the_process_and_resume_or_heal_continues_it(cluster: Cluste
     assert not cluster.is_paused(again)
     assert _last_fault(cluster, "heal")["targets"] == [again]
     assert nemesis.net.paused == frozenset()
+
+
+def _has_logged(cluster: Cluster, sid: int, zxid: int) -> Callable[[], bool]:
+    return lambda: zxid in {e["zxid"] for e in _events(cluster, sid, "logged")}
 
 
 def _boots(cluster: Cluster, sid: int, kind: str) -> list[Event]:
@@ -242,6 +248,9 @@ def _boots(cluster: Cluster, sid: int, kind: str) -> list[Event]:
 def test_crash_restart_recovers_from_disk_and_torn_tail_is_truncated(cluster: Cluster) -> None:
     nemesis = Nemesis(cluster, _plan(), seed=4)
     zxids = _write(cluster, 5, "k")
+    # a write returns once a quorum logged it: wait until both followers have it too
+    for sid in PEERS:
+        _wait(f"peer {sid} to log the writes", _has_logged(cluster, sid, max(zxids)))
     (f,) = nemesis.apply(Crash(target=Sym.FOLLOWER)).targets
     assert not cluster.is_running(f)
     assert nemesis.net.down == {f}

@@ -176,7 +176,9 @@ def test_failure_section_has_seed_run_dir_and_reproduction(
 
 
 @pytest.mark.integration
-def test_xdist_workers_get_own_run_dirs_and_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_xdist_workers_get_own_run_dirs_and_report(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     pytest.importorskip("xdist")
     body = CLUSTER_TEST.replace("FAIL_HERE", "assert zxid < 0, 'planted failure'")
     pytester.makepyfile(test_one=body, test_two=body)

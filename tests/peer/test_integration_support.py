@@ -43,9 +43,7 @@ class WaitFailed(AssertionError):
     it last saw."""
 
 
-def wait_until(
-    what: str, check: Callable[[], _T | None], timeout: float, poll: float = 0.02
-) -> _T:
+def wait_until(what: str, check: Callable[[], _T | None], timeout: float, poll: float = 0.02) -> _T:
     """Poll `check` until it returns something other than None (or False)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -143,8 +141,10 @@ class DirectPeers:
         observers: Iterable[int] = (),
         timing: Timing = FAST,
         bug: Bug | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.env = env if env is not None else peer_env()
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = direct_config(voters, observers=observers, timing=timing)
         self.sids = tuple(sorted(self.config.members))
@@ -196,7 +196,7 @@ class DirectPeers:
             )
             self.spawned_at[sid] = time.monotonic()
             self._procs[sid] = procs.spawn(
-                argv, stdout=self._stderr[sid], stderr=self._stderr[sid], env=peer_env()
+                argv, stdout=self._stderr[sid], stderr=self._stderr[sid], env=self.env
             )
             self.paused.discard(sid)
 

@@ -1,0 +1,1114 @@
+"""The simulated world: one process, one clock, one seeded scheduler, N peers on real storage.
+
+This module owns everything the real deployment gets from the operating system, in
+simulated form: the clock (integer nanoseconds that only the scheduler advances; no
+sleeping, no wall clock), the network between peers (per-direction election links, one
+quorum connection per learner, latency, FIFO order per link, cuts that drop data, resets
+and healed cuts that close connections), processes (crash, graceful stop, restart,
+pause) and the client workload. The peers themselves are the real cores
+(`peer.election.Election`, `peer.replication.Replica`) on the real `peer.storage.Storage`
+in a per-run directory, driven by `SimPeer`, which performs every effect exactly as
+`peer.node.Node` does and writes the same events. It must not decide which faults
+happen (that is the plan) nor judge the run (that is the checker).
+
+Theory of operation.
+- The scheduler is a heap of (time, seq, action); `seq` breaks ties in insertion order,
+  so a run is a pure function of the seed. Every random choice (message delays, client
+  timing and targets) comes from one `random.Random` derived from the seed; the nemesis
+  resolves symbolic targets with `random.Random(seed)` and damages disks with
+  `random.Random("nemesis-disk:<seed>")`, the same streams the real nemesis uses.
+- A peer's inputs arrive through `SimPeer.deliver`, which drops inputs addressed to an
+  earlier incarnation (a crashed process loses what was in flight to it) and queues
+  them while the peer is paused (SIGSTOP: its timers and inbound data wait; they run
+  in order on resume).
+- Election link i->j is a connection i dialed; a cut drops its data, lifting the cut
+  or a reset closes it, and the next vote re-dials and first re-sends the last vote
+  (as `Node._send_votes` does). The quorum link is one connection dialed by the
+  learner; closing it tells each end that still owns it `replica.disconnected`, except
+  the end that closed it on purpose (`CloseQuorum`), exactly like the adapter.
+- A crash loses what was not fsynced: the storage is closed and
+  `faults.disk.drop_unsynced_tail` cuts the log to the last position `sync()` returned.
+  A restart opens the same directory with `Storage.open`, the real recovery path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, assert_never
+
+from faults import disk
+from faults.errors import FaultError
+from faults.plan import (
+    Bandwidth,
+    ClusterView,
+    CorruptSnapshot,
+    Crash,
+    Fault,
+    FirstStart,
+    Heal,
+    Latency,
+    LoseUnsynced,
+    OneWay,
+    Partition,
+    Pause,
+    PeerStatus,
+    Reset,
+    Resolution,
+    Restart,
+    Resume,
+    Slicer,
+    Start,
+    Stop,
+    Sym,
+    TearLogTail,
+    Workload,
+    advance,
+    apply_to_net,
+    fault_to_json,
+    resolve,
+)
+from faults.topology import Link, NetState, Shape
+from harness.errors import HarnessError
+from harness.events import HARNESS_LOG, HISTORY_LOG, peer_log_name
+from harness.workload import DEFINITE_REFUSALS, WorkloadConfig
+from peer.config import ClusterConfig
+from peer.domain import Bug, Role, ServerState, Txn
+from peer.effects import (
+    AppendTxns,
+    CancelTimer,
+    ClientFailure,
+    ClientReply,
+    CloseQuorum,
+    ConnectLeader,
+    Decided,
+    Emit,
+    GoLooking,
+    InstallSnapshot,
+    PersistAcceptedEpoch,
+    PersistCurrentEpoch,
+    Send,
+    SetTimer,
+    SyncLog,
+    TruncateLog,
+    WriteSnapshot,
+)
+from peer.election import Election
+from peer.errors import PeerError
+from peer.messages import FollowerInfo, Notification
+from peer.node import CLIENT_ERRORS, QUORUM_RETRY_S
+from peer.replication import Replica
+from peer.storage import Storage
+
+NS_PER_MS = 1_000_000
+# One hop over loopback and a proxy: 50..300 us, drawn per message.
+HOP_MIN_NS = 50_000
+HOP_MAX_NS = 300_000
+QUORUM_RETRY_NS = round(QUORUM_RETRY_S * 1e9)
+SIGKILL_CODE = -9
+HEAL_STEP = -1  # the nemesis logs its final heal as step -1
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class SimError(HarnessError):
+    """The simulator was misused or its run dir cannot be written."""
+
+
+class SimLog:
+    """An event log with the simulated clock: the same JSON lines as `EventWriter`
+    (t, kind, sid, boot, fields, in that key order), buffered, flushed on demand."""
+
+    def __init__(
+        self, handle: IO[str], clock: Callable[[], int], *, sid: int | None, boot: int | None
+    ) -> None:
+        self._handle = handle
+        self._clock = clock
+        self.sid = sid
+        self.boot = boot
+
+    def emit(self, kind: str, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
+        record: dict[str, Any] = {"t": self._clock(), "kind": kind}
+        if self.sid is not None:
+            record["sid"] = self.sid
+        if self.boot is not None:
+            record["boot"] = self.boot
+        if fields:
+            record.update(fields)
+        if more:
+            record.update(more)
+        self._handle.write(_encode(record) + "\n")
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+class Scheduler:
+    """Simulated time and the queue of what happens next."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.executed = 0
+
+    def at(self, t: int, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (max(t, self.now), self._seq, action))
+
+    def after_ns(self, delay: int, action: Callable[[], None]) -> None:
+        self.at(self.now + delay, action)
+
+    def run_until(self, t_end: int) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= t_end:
+            t, _, action = pop(heap)
+            self.now = t
+            action()
+            self.executed += 1
+        self.now = max(self.now, t_end)
+
+
+# --------------------------------------------------------------------------- network
+
+
+@dataclass(slots=True, eq=False)
+class QuorumConn:
+    """A learner's connection to its leader (both directions use it)."""
+
+    id: int
+    learner: int
+    leader: int
+    open: bool = True
+
+
+@dataclass(slots=True)
+class _Outbound:
+    connected: bool = False
+    last: Notification | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ClientOp:
+    """One workload operation in flight."""
+
+    op_id: int
+    process: int
+    op: str
+    key: str
+    value: str | None
+    sid: int
+    done: bool = False
+
+
+# --------------------------------------------------------------------------- one peer
+
+
+class SimPeer:
+    """One booted peer: the cores, its storage, timers and links; performs effects as
+    `peer.node.Node._run` does (same order, same events)."""
+
+    def __init__(self, world: World, sid: int, boot: int, incarnation: int) -> None:
+        self.world = world
+        self.sid = sid
+        self.boot = boot
+        self.incarnation = incarnation
+        self.paused = False
+        self.alive = True
+        self.deferred: list[Callable[[], None]] = []
+        self.timers: dict[str, int] = {}
+        self.out: dict[int, _Outbound] = {j: _Outbound() for j in world.sids if j != sid}
+        self.quorum: dict[int, QuorumConn] = {}
+        self.dialing: dict[int, int] = {}  # leader -> token of the dial in progress
+        self.unsynced: list[Txn] = []
+        self.clients: dict[int, ClientOp] = {}
+        self.next_request = 1
+        self._queue: list[Callable[[], list[Any]]] = []
+        self._busy = False
+        self.log: SimLog
+        self.storage: Storage
+        self.election: Election
+        self.replica: Replica
+
+    # --- inputs -----------------------------------------------------------------
+
+    def deliver(self, action: Callable[[], None]) -> None:
+        """Run an input now, or after resume when paused; never for a later boot."""
+        if not self.alive:
+            return
+        if self.paused:
+            self.deferred.append(action)
+            return
+        action()
+
+    def later(self, delay_ns: int, action: Callable[[], None]) -> None:
+        """Schedule an input to this incarnation of the peer."""
+        self.world.sched.after_ns(delay_ns, lambda: self.deliver(action))
+
+    def input(self, call: Callable[[], list[Any]]) -> None:
+        self._queue.append(call)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue and self.alive:
+                self._run(self._queue.pop(0)())
+        finally:
+            self._busy = False
+            if not self.alive:
+                self._queue.clear()
+
+    def start_election(self) -> list[Any]:
+        return self.election.start(
+            peer_epoch=self.replica.current_epoch,
+            last_zxid=self.replica.last_zxid,
+            committed_zxid=self.replica.committed_zxid,
+        )
+
+    # --- effects ----------------------------------------------------------------
+
+    def _run(self, effects: Iterable[Any]) -> None:
+        for effect in effects:
+            if not self.alive:
+                return
+            match effect:
+                case Send(to=to, message=message):
+                    if isinstance(message, Notification):
+                        self.world.send_vote(self, to, message)
+                    else:
+                        self.world.send_zab(self, to, message)
+                case SetTimer(name=name, delay_ms=delay_ms):
+                    self._set_timer(name, delay_ms)
+                case CancelTimer(name=name):
+                    self.timers.pop(name, None)
+                case Emit(kind=kind, fields=fields):
+                    self.log.emit(kind, fields)
+                case Decided(state=state, vote=vote):
+                    self._decided(state, vote.leader)
+                case GoLooking():
+                    self._queue.append(self.start_election)
+                case ConnectLeader(leader=leader):
+                    self.world.connect_leader(self, leader)
+                case CloseQuorum(peer=peer):
+                    self.dialing.pop(peer, None)
+                    conn = self.quorum.get(peer)
+                    if conn is not None:
+                        self.world.close_conn(conn, closer=self.sid)
+                case PersistAcceptedEpoch(epoch=epoch):
+                    self.storage.set_accepted_epoch(epoch)
+                    self.log.emit("epoch_accepted", epoch=epoch)
+                case PersistCurrentEpoch(epoch=epoch):
+                    self.storage.set_current_epoch(epoch)
+                    self.log.emit("epoch_current", epoch=epoch)
+                case AppendTxns(txns=txns, sync=sync):
+                    self.storage.write(txns)
+                    self.unsynced.extend(txns)
+                    if sync:
+                        self._sync_log()
+                case SyncLog():
+                    self._sync_log()
+                case TruncateLog(zxid=zxid):
+                    self.storage.truncate_after(zxid)
+                    self.unsynced = [t for t in self.unsynced if t.zxid <= zxid]
+                case WriteSnapshot(zxid=zxid, state=state):
+                    name = self.storage.write_snapshot(zxid, state)
+                    self.log.emit("snapshot", zxid=zxid, file=name)
+                case InstallSnapshot(zxid=zxid, state=state):
+                    self.storage.install_snapshot(zxid, state)
+                    self.unsynced.clear()
+                    self.log.emit("snapshot", zxid=zxid, installed=True)
+                case ClientReply(request=request):
+                    op = self.clients.pop(request, None)
+                    if op is not None:
+                        self.world.workload.reply(self.sid, op, effect)
+                case _:
+                    raise SimError(f"peer {self.sid}: unknown effect {effect!r}")
+
+    def _decided(self, state: ServerState, leader: int) -> None:
+        match state:
+            case ServerState.LEADING:
+                self._queue.append(self.replica.lead)
+            case ServerState.FOLLOWING | ServerState.OBSERVING:
+                self._queue.append(lambda: self.replica.follow(leader))
+            case ServerState.LOOKING:
+                pass
+            case _:
+                assert_never(state)
+
+    def _sync_log(self) -> None:
+        if not self.unsynced:
+            return
+        file, offset = self.storage.sync()
+        for txn in self.unsynced:
+            self.log.emit("logged", zxid=txn.zxid, file=file, offset=offset)
+        self.unsynced.clear()
+
+    def _set_timer(self, name: str, delay_ms: int) -> None:
+        token = self.world.next_token()
+        self.timers[name] = token
+        self.later(delay_ms * NS_PER_MS, lambda: self._fire(name, token))
+
+    def _fire(self, name: str, token: int) -> None:
+        if self.timers.get(name) != token:
+            return  # cancelled or re-armed since
+        del self.timers[name]
+        if name.startswith("election."):
+            self.input(lambda: self.election.on_timer(name))
+        else:
+            self.input(lambda: self.replica.on_timer(name))
+
+
+# --------------------------------------------------------------------------- workload
+
+
+class SimWorkload:
+    """Jepsen-style clients over simulated time, writing `history.jsonl` with the fields
+    `harness.workload.Workload` writes (invoke/ok/fail/info with process, op, id, key,
+    value, zxid, peer). Each client runs one operation at a time at the configured
+    rate; after an `info` it takes a new process number, as the real clients do."""
+
+    def __init__(self, world: World, config: WorkloadConfig, log: SimLog) -> None:
+        self.world = world
+        self.config = config
+        self.log = log
+        self.on = True
+        self.stopping = False
+        self.next_op = 0
+        self.leader_hint: int | None = None
+        self.period_ns = round(config.clients / config.rate * 1e9)
+        self.timeout_ns = round(config.timeout_s * 1e9)
+        self.idle: dict[int, int] = {}  # client index -> process, while the workload is off
+        self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self._clients: dict[int, tuple[int, int, int]] = {}  # op id -> (index, process, t0)
+
+    def start(self) -> None:
+        for index in range(self.config.clients):
+            first = self.world.rng.randrange(self.period_ns)
+            self.world.sched.after_ns(first, lambda i=index: self._next(i, i))  # type: ignore[misc]
+
+    def set_enabled(self, on: bool) -> None:
+        self.on = on
+        if on:
+            waiting, self.idle = self.idle, {}
+            for index, process in sorted(waiting.items()):
+                self.world.sched.after_ns(0, lambda i=index, p=process: self._next(i, p))  # type: ignore[misc]
+
+    def _next(self, index: int, process: int) -> None:
+        if self.stopping:
+            return
+        if not self.on:
+            self.idle[index] = process
+            return
+        world = self.world
+        rng = world.rng
+        hint = self.leader_hint
+        sid = hint if hint is not None and rng.random() < 0.9 else rng.choice(world.sids)
+        key = f"k{rng.randrange(self.config.keys)}"
+        name = "read" if rng.random() < self.config.read_fraction else "write"
+        op_id = self.next_op
+        self.next_op += 1
+        value = f"p{process}-op{op_id}" if name == "write" else None
+        op = ClientOp(op_id=op_id, process=process, op=name, key=key, value=value, sid=sid)
+        self.counts["invoke"] += 1
+        self.log.emit("invoke", process=process, op=name, id=op_id, key=key, value=value, peer=sid)
+        self._clients[op_id] = (index, process, world.sched.now)
+        world.sched.after_ns(self.timeout_ns, lambda: self.complete(op, "info", "timeout"))
+        peer = world.peers.get(sid)
+        if peer is None or not peer.alive:
+            # connection refused: the request never left, definitely not applied
+            world.sched.after_ns(world.hop(), lambda: self.complete(op, "fail", "refused"))
+            return
+        peer.later(world.hop(), lambda: world.client_request(peer, op))
+
+    def complete(self, op: ClientOp, kind: str, error: str | None = None, **more: Any) -> None:
+        if op.done:
+            return  # the client already gave up (timeout) or got its answer
+        op.done = True
+        self.counts[kind] += 1
+        fields: dict[str, Any] = {"process": op.process, "op": op.op, "id": op.op_id}
+        fields["key"] = op.key
+        if op.op == "write":
+            fields["value"] = op.value
+        if error is not None:
+            fields["error"] = error
+        fields.update(more)
+        self.log.emit(kind, fields)
+        if kind == "ok" and op.op == "write":
+            self.leader_hint = op.sid
+        elif kind != "ok" and error in ("timeout", "connection lost", "refused"):
+            self.leader_hint = None
+        index, process, started = self._clients.pop(op.op_id)
+        if kind == "info":
+            process += self.config.clients
+        due = max(started + self.period_ns, self.world.sched.now)
+        self.world.sched.at(due, lambda: self._next(index, process))
+
+    def reply(self, sid: int, op: ClientOp, reply: ClientReply) -> None:
+        """A peer answered a write; the answer travels one hop back."""
+
+        def arrive() -> None:
+            if reply.ok:
+                self.complete(op, "ok", zxid=reply.zxid, peer=sid)
+                return
+            error = CLIENT_ERRORS.get(reply.error, "stopped") if reply.error else "stopped"
+            if reply.leader is not None:
+                self.leader_hint = reply.leader
+            self.complete(op, "fail" if error in DEFINITE_REFUSALS else "info", error)
+
+        self.world.sched.after_ns(self.world.hop(), arrive)
+
+    def connection_lost(self, op: ClientOp) -> None:
+        """The peer died with the request sent: the outcome is unknown."""
+        self.world.sched.after_ns(
+            self.world.hop(), lambda: self.complete(op, "info", "connection lost")
+        )
+
+
+# --------------------------------------------------------------------------- the world
+
+
+@dataclass(slots=True)
+class SimStats:
+    faults: int = 0
+    boots: int = 0
+    messages: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorldSpec:
+    seed: int
+    config: ClusterConfig
+    bug: Bug | None = None
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+
+
+class World:
+    """The simulated cluster: scheduler, network, processes, nemesis and workload."""
+
+    def __init__(self, spec: WorldSpec, run_dir: Path, data_root: Path) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.sids: tuple[int, ...] = tuple(sorted(spec.config.members))
+        self.voters = spec.config.voters
+        self.roles: dict[int, Role] = spec.config.roles
+        self.run_dir = run_dir
+        self.data_root = data_root
+        self.sched = Scheduler()
+        self.rng = random.Random(f"quorum-chaos-sim:{spec.seed}")
+        self.nemesis_rng = random.Random(spec.seed)
+        self.disk_rng = random.Random(f"nemesis-disk:{spec.seed}")
+        self.stats = SimStats()
+        self.peers: dict[int, SimPeer] = {}
+        self.boots: dict[int, int] = {}
+        self.synced: dict[int, tuple[str, int]] = {}  # last durable position at shutdown
+        self.net = NetState(down=frozenset(self.sids))
+        self.view = ClusterView(status={s: PeerStatus.NEW for s in self.sids})
+        self._tokens = 0
+        self._conn_ids = 0
+        self._incarnations = 0
+        self._link_clock: dict[tuple[int, int, int], int] = {}
+        self._handles: list[IO[str]] = []
+        self._peer_logs: dict[int, IO[str]] = {}
+        clock = self._clock
+        self.harness = SimLog(self._open(HARNESS_LOG), clock, sid=None, boot=None)
+        history = SimLog(self._open(HISTORY_LOG), clock, sid=None, boot=None)
+        self.workload = SimWorkload(self, spec.workload, history)
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _clock(self) -> int:
+        return self.sched.now
+
+    def _open(self, name: str) -> IO[str]:
+        handle = (self.run_dir / name).open("w", encoding="utf-8", buffering=1 << 16)
+        self._handles.append(handle)
+        return handle
+
+    def flush(self) -> None:
+        for handle in self._handles:
+            handle.flush()
+
+    def close(self) -> None:
+        for peer in self.peers.values():
+            if peer.alive:
+                peer.alive = False
+                peer.storage.close()
+        for handle in self._handles:
+            handle.close()
+
+    def next_token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    def hop(self) -> int:
+        return self.rng.randint(HOP_MIN_NS, HOP_MAX_NS)
+
+    def data_dir(self, sid: int) -> Path:
+        return self.data_root / f"peer-{sid}"
+
+    def _transit(self, src: int, dst: int, channel: int) -> int:
+        """Arrival time of a message sent now on (src -> dst, channel): a hop plus the
+        link's latency toxic, never before the previous message on it (TCP is FIFO)."""
+        delay = self.hop()
+        toxic = self.net.delay_of(src, dst)
+        if toxic is not None:
+            jitter = toxic.jitter_ms
+            extra = toxic.latency_ms + (self.rng.randint(-jitter, jitter) if jitter else 0)
+            delay += max(0, extra) * NS_PER_MS
+        key = (src, dst, channel)
+        t = max(self.sched.now + delay, self._link_clock.get(key, 0) + 1)
+        self._link_clock[key] = t
+        return t
+
+    # --- processes ---------------------------------------------------------------
+
+    def start_peer(self, sid: int) -> str:
+        """Boot a peer from its data dir, as `python -m peer` does (events and all)."""
+        boot_no = self.boots.get(sid, 0) + 1
+        self.boots[sid] = boot_no
+        pid = sid * 10_000 + boot_no  # simulated: a stable stand-in for a pid
+        self.harness.emit("spawn", sid=sid, pid=pid, boot=boot_no)
+        self.stats.boots += 1
+        data = self.data_dir(sid)
+        data.mkdir(parents=True, exist_ok=True)
+        try:
+            storage, recovered = Storage.open(data)
+            boot = storage.next_boot()
+        except (PeerError, OSError) as exc:
+            # the real peer prints this and exits with code 2 before it listens
+            self.harness.emit("exit", sid=sid, pid=pid, code=2)
+            return f"peer {sid} refused to start: {self._scrub(str(exc))}"
+        self._incarnations += 1
+        peer = SimPeer(self, sid, boot, self._incarnations)
+        handle = self._peer_logs.get(sid)
+        if handle is None:
+            handle = self._peer_logs[sid] = self._open(peer_log_name(sid))
+        peer.log = SimLog(handle, self._clock, sid=sid, boot=boot)
+        peer.storage = storage
+        bug = self.spec.bug
+        member = self.config.member(sid)
+        peer.log.emit(
+            "boot",
+            last_zxid=recovered.last_zxid,
+            current_epoch=recovered.current_epoch,
+            accepted_epoch=recovered.accepted_epoch,
+            snapshot_zxid=recovered.snapshot_zxid,
+            bug=bug.value if bug else None,
+            role=member.role.value,
+            pid=pid,
+        )
+        peer.log.emit(
+            "recovered",
+            snapshot_zxid=recovered.snapshot_zxid,
+            replayed=len(recovered.txns),
+            last_zxid=recovered.last_zxid,
+            current_epoch=recovered.current_epoch,
+            accepted_epoch=recovered.accepted_epoch,
+            torn_bytes=recovered.torn_bytes,
+            skipped_snapshots=list(recovered.skipped_snapshots),
+        )
+        timing = self.config.timing
+        peer.election = Election(sid=sid, roles=self.roles, timing=timing, bug=bug)
+        peer.replica = Replica(
+            sid=sid,
+            roles=self.roles,
+            timing=timing,
+            bug=bug,
+            snapshot_zxid=recovered.snapshot_zxid,
+            state=recovered.state,
+            txns=recovered.txns,
+            accepted_epoch=recovered.accepted_epoch,
+            current_epoch=recovered.current_epoch,
+            seed=sid * 1_000_003 + boot,
+        )
+        self.peers[sid] = peer
+        peer.log.emit(
+            "listening",
+            election_port=member.election_port,
+            quorum_port=member.quorum_port,
+            client_port=member.client_port,
+        )
+        peer.input(peer.start_election)
+        return f"peer {sid} started, pid {pid}"
+
+    def _scrub(self, text: str) -> str:
+        """Data dir paths differ between runs; logs must not."""
+        return text.replace(str(self.data_root), "<data>")
+
+    def _take_down(self, peer: SimPeer) -> None:
+        peer.alive = False
+        peer.paused = False
+        peer.deferred.clear()
+        peer.timers.clear()
+        peer.dialing.clear()
+        for conn in list(peer.quorum.values()):
+            self.close_conn(conn, closer=peer.sid)
+        peer.quorum.clear()
+        for op in list(peer.clients.values()):
+            self.workload.connection_lost(op)
+        peer.clients.clear()
+
+    def kill_peer(self, sid: int) -> str:
+        """SIGKILL plus a lost page cache: whatever was not fsynced is gone."""
+        peer = self._up(sid, "crash")
+        self._take_down(peer)
+        file, offset = peer.storage.synced
+        peer.storage.close()
+        self.synced[sid] = (file, offset)
+        detail = disk.drop_unsynced_tail(self.data_dir(sid), file, offset)
+        pid = sid * 10_000 + self.boots[sid]
+        self.harness.emit("exit", sid=sid, pid=pid, code=SIGKILL_CODE)
+        return f"peer {sid} killed, exit code {SIGKILL_CODE}; {self._scrub(detail)}"
+
+    def stop_peer(self, sid: int) -> str:
+        """SIGTERM: the peer logs shutdown, fails its pending writes, keeps its files."""
+        peer = self._up(sid, "stop")
+        peer.paused = False  # SIGCONT comes first
+        peer.log.emit("shutdown", reason="SIGTERM")
+        for request, op in sorted(peer.clients.items()):
+            self.workload.reply(
+                sid, op, ClientReply(request=request, ok=False, error=ClientFailure.STOPPED)
+            )
+        peer.clients.clear()
+        self._take_down(peer)
+        self.synced[sid] = peer.storage.synced
+        peer.storage.close()
+        pid = sid * 10_000 + self.boots[sid]
+        self.harness.emit("exit", sid=sid, pid=pid, code=0)
+        return f"peer {sid} stopped, exit code 0"
+
+    def pause_peer(self, sid: int) -> None:
+        peer = self._up(sid, "pause")
+        if peer.paused:
+            raise SimError(f"cannot pause peer {sid}: already paused")
+        peer.paused = True
+
+    def resume_peer(self, sid: int) -> None:
+        peer = self._up(sid, "resume")
+        if not peer.paused:
+            raise SimError(f"cannot resume peer {sid}: not paused")
+        peer.paused = False
+        waiting, peer.deferred = peer.deferred, []
+        for action in waiting:  # in arrival order, as the kernel queued them
+            self.sched.after_ns(0, lambda a=action: peer.deliver(a))  # type: ignore[misc]
+
+    def _up(self, sid: int, what: str) -> SimPeer:
+        peer = self.peers.get(sid)
+        if peer is None or not peer.alive:
+            raise SimError(f"cannot {what} peer {sid}: it is not running")
+        return peer
+
+    def running(self, sid: int) -> bool:
+        peer = self.peers.get(sid)
+        return peer is not None and peer.alive
+
+    def leader(self) -> int | None:
+        """What `Cluster.leader()` would answer: a LEADING, serving peer that a majority
+        of the running, unpaused voters follow (itself included)."""
+        live = [s for s in self.voters if self.running(s) and not self.peers[s].paused]
+        for sid in live:
+            peer = self.peers[sid]
+            if peer.election.state is not ServerState.LEADING or not peer.replica.serving:
+                continue
+            followers = sum(
+                1
+                for other in live
+                if other == sid
+                or (
+                    self.peers[other].election.state is ServerState.FOLLOWING
+                    and self.peers[other].election.vote.leader == sid
+                )
+            )
+            if followers * 2 > len(live):
+                return sid
+        return None
+
+    # --- election links ------------------------------------------------------------
+
+    def send_vote(self, peer: SimPeer, to: int, n: Notification) -> None:
+        out = peer.out.get(to)
+        if out is None:
+            return
+        if not out.connected:
+            out.connected = True  # a fresh dial (through the proxy, which always accepts)
+            if out.last is not None and out.last != n:
+                self._write_vote(peer, to, out.last)
+        self._write_vote(peer, to, n)
+        out.last = n
+        target = self.peers.get(to)
+        if target is None or not target.alive:
+            out.connected = False  # the proxy could not reach it and closed the link
+
+    def _write_vote(self, peer: SimPeer, to: int, n: Notification) -> None:
+        vote = n.vote
+        peer.log.emit(
+            "vote_sent",
+            to=to,
+            leader=vote.leader,
+            zxid=vote.zxid,
+            peer_epoch=vote.peer_epoch,
+            round=n.round,
+            state=n.state.value,
+        )
+        self.stats.messages += 1
+        target = self.peers.get(to)
+        if (peer.sid, to) in self.net.cut or target is None or not target.alive:
+            self.stats.dropped += 1
+            return
+        t = self._transit(peer.sid, to, 0)
+        self.sched.at(t, lambda: target.deliver(lambda: self._vote_received(target, n)))
+
+    def _vote_received(self, peer: SimPeer, n: Notification) -> None:
+        vote = n.vote
+        peer.log.emit(
+            "vote_recv",
+            {
+                "from": n.sender,
+                "leader": vote.leader,
+                "zxid": vote.zxid,
+                "peer_epoch": vote.peer_epoch,
+                "round": n.round,
+                "state": n.state.value,
+            },
+        )
+        peer.input(lambda: peer.election.receive(n))
+
+    # --- quorum links -------------------------------------------------------------
+
+    def connect_leader(self, peer: SimPeer, leader: int) -> None:
+        old = peer.quorum.get(leader)
+        if old is not None:
+            # the adapter cancels the link task: its `finally` reports the loss
+            self.close_conn(old, closer=None)
+        if leader not in peer.out:
+            return
+        token = self.next_token()
+        peer.dialing[leader] = token
+        peer.later(self.hop(), lambda: self._dial(peer, leader, token))
+
+    def _dial(self, peer: SimPeer, leader: int, token: int) -> None:
+        if peer.dialing.get(leader) != token:
+            return
+        if not self.running(leader):
+            peer.later(QUORUM_RETRY_NS, lambda: self._dial(peer, leader, token))
+            return
+        del peer.dialing[leader]
+        self._conn_ids += 1
+        conn = QuorumConn(id=self._conn_ids, learner=peer.sid, leader=leader)
+        peer.quorum[leader] = conn
+        peer.input(lambda: peer.replica.connected(leader))
+
+    def send_zab(self, peer: SimPeer, to: int, message: Any) -> None:
+        conn = peer.quorum.get(to)
+        if conn is None or not conn.open:
+            return  # no link: the core's timeouts deal with the silence
+        self.stats.messages += 1
+        if (peer.sid, to) in self.net.cut:
+            self.stats.dropped += 1
+            return
+        target = self.peers.get(to)
+        if target is None or not target.alive:
+            return
+        t = self._transit(peer.sid, to, conn.id)
+        self.sched.at(t, lambda: target.deliver(lambda: self._zab_received(target, conn, message)))
+
+    def _zab_received(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
+        if not conn.open:
+            return
+        if peer.sid == conn.learner:
+            if peer.quorum.get(conn.leader) is conn:
+                peer.input(lambda: peer.replica.receive(conn.leader, message))
+            return
+        learner = conn.learner
+        if peer.quorum.get(learner) is not conn:
+            if not isinstance(message, FollowerInfo) or message.sid != learner:
+                why = f"first quorum frame is {type(message).__name__}"
+                peer.log.emit("bad_frame", peer=learner, why=why)
+                self.close_conn(conn, closer=peer.sid)
+                return
+            old = peer.quorum.get(learner)
+            if old is not None:
+                self.close_conn(old, closer=peer.sid)
+            peer.quorum[learner] = conn
+        peer.input(lambda: peer.replica.receive(learner, message))
+
+    def close_conn(self, conn: QuorumConn, *, closer: int | None) -> None:
+        """Close a quorum connection. Each end that still owns it learns of it one hop
+        later through `replica.disconnected`, except `closer`, the end that closed it
+        on purpose (CloseQuorum) or died: like the adapter, it just forgets it."""
+        if not conn.open:
+            return
+        conn.open = False
+        for end, other in ((conn.learner, conn.leader), (conn.leader, conn.learner)):
+            peer = self.peers.get(end)
+            if peer is None or not peer.alive or peer.quorum.get(other) is not conn:
+                continue
+            if end == closer:
+                del peer.quorum[other]
+                continue
+
+            def lost(p: SimPeer = peer, o: int = other) -> None:
+                if p.quorum.get(o) is conn:
+                    del p.quorum[o]
+                    p.input(lambda: p.replica.disconnected(o))
+
+            peer.later(self.hop(), lost)
+
+    def reset_links(self, links: Iterable[Link]) -> int:
+        """Close every connection carried by these links (the proxies bounce)."""
+        touched = 0
+        for i, j in sorted(links):
+            src = self.peers.get(i)
+            if src is not None and src.alive and j in src.out:
+                src.out[j].connected = False
+                touched += 1
+            for a, b in ((i, j), (j, i)):
+                peer = self.peers.get(a)
+                if peer is None or not peer.alive:
+                    continue
+                conn = peer.quorum.get(b)
+                if conn is not None and conn.learner == a:
+                    self.close_conn(conn, closer=None)
+                    touched += 1
+        return touched
+
+    def set_net(self, net: NetState) -> None:
+        """Install the new fault state; links whose cut is lifted are closed, as
+        Toxiproxy closes a proxy's connections when a toxic is removed."""
+        lifted = self.net.cut - net.cut
+        self.net = net
+        if lifted:
+            self.reset_links(lifted)
+
+    # --- client requests -------------------------------------------------------
+
+    def client_request(self, peer: SimPeer, op: ClientOp) -> None:
+        # A write is proposed even if its client already timed out: the request was in
+        # the socket buffer (a paused peer reads it on resume), so `info` may commit.
+        if op.op == "read":
+            value = peer.replica.state.get(op.key)
+            zxid = peer.replica.committed_zxid
+            self.sched.after_ns(
+                self.hop(),
+                lambda: self.workload.complete(op, "ok", value=value, zxid=zxid, peer=peer.sid),
+            )
+            return
+        request = peer.next_request
+        peer.next_request += 1
+        peer.clients[request] = op
+        assert op.value is not None
+        value = op.value
+        peer.input(lambda: peer.replica.client_write(request, op.key, value))
+
+    # --- the nemesis ---------------------------------------------------------------
+
+    def apply(self, fault: Fault, *, step: int, at_ms: int | None = None) -> Resolution:
+        """Resolve, apply and log one fault the way `faults.nemesis.Nemesis` does."""
+        self.stats.faults += 1
+        what = fault.kind.value
+        self._sync_view()
+        extra: dict[str, Any] = {}
+        if at_ms is not None:
+            extra.update(at_ms=at_ms, late_ms=0)
+        if _needs_leader(fault):
+            leader = self.leader()
+            self.view = replace(self.view, leader=leader)
+            extra["leader"] = leader
+        try:
+            resolution = resolve(fault, self.view, self.nemesis_rng)
+        except FaultError as exc:
+            self._failed(step, what, f"cannot resolve targets: {exc}")
+            return Resolution()
+        match fault:
+            case Partition() | OneWay() | Heal() | Latency() | Bandwidth() | Slicer():
+                self.set_net(apply_to_net(self.net, fault, resolution))
+                self._emit_fault(step, what, resolution, fault, extra)
+                return resolution
+            case Reset():
+                count = self.reset_links(resolution.links)
+                extra["detail"] = f"reset {count} connections"
+                self._emit_fault(step, what, resolution, fault, extra)
+                return resolution
+            case Workload(on=on):
+                self.workload.set_enabled(on)
+                extra["detail"] = f"workload {'on' if on else 'off'}"
+                self._emit_fault(step, what, resolution, fault, extra)
+                return resolution
+            case (
+                Crash()
+                | Restart()
+                | Pause()
+                | Resume()
+                | Stop()
+                | Start()
+                | FirstStart()
+                | TearLogTail()
+                | CorruptSnapshot()
+                | LoseUnsynced()
+            ):
+                return self._apply_to_peers(fault, resolution, step, extra)
+            case _:
+                assert_never(fault)
+
+    def _apply_to_peers(
+        self, fault: Fault, resolution: Resolution, step: int, extra: dict[str, Any]
+    ) -> Resolution:
+        what = fault.kind.value
+        done: list[int] = []
+        details: list[str] = []
+        for sid in resolution.targets:
+            try:
+                detail = self._hit(fault, sid)
+            except (SimError, FaultError) as exc:
+                self._failed(step, what, self._scrub(str(exc)), target=sid)
+                continue
+            done.append(sid)
+            if detail:
+                details.append(detail)
+        applied = replace(resolution, targets=tuple(done))
+        if resolution.targets and not done:
+            return applied
+        self.view = advance(self.view, fault, applied)
+        self.net = apply_to_net(self.net, fault, applied)
+        if not resolution.targets:
+            details.append("no eligible peer: nothing done")
+        extra["detail"] = "; ".join(details)
+        self._emit_fault(step, what, applied, fault, extra)
+        return applied
+
+    def _hit(self, fault: Fault, sid: int) -> str:
+        match fault:
+            case Crash():
+                return self.kill_peer(sid)
+            case Stop():
+                return self.stop_peer(sid)
+            case Pause():
+                self.pause_peer(sid)
+                return ""
+            case Resume():
+                self.resume_peer(sid)
+                return ""
+            case Restart() | Start() | FirstStart():
+                if self.running(sid):
+                    raise SimError(f"cannot start peer {sid}: it is running")
+                return self.start_peer(sid)
+            case TearLogTail() | CorruptSnapshot() | LoseUnsynced():
+                if self.running(sid):
+                    raise SimError(f"disk faults need a down peer, peer {sid} runs")
+                return self._scrub(self._damage(fault, sid))
+            case Partition() | OneWay() | Heal() | Latency() | Bandwidth() | Slicer():
+                raise AssertionError(f"not a process fault: {fault!r}")
+            case Reset() | Workload():
+                raise AssertionError(f"not a process fault: {fault!r}")
+            case _:
+                assert_never(fault)
+
+    def _damage(self, fault: TearLogTail | CorruptSnapshot | LoseUnsynced, sid: int) -> str:
+        data = self.data_dir(sid)
+        match fault:
+            case TearLogTail():
+                return disk.tear_log_tail(data, self.disk_rng)
+            case CorruptSnapshot():
+                return disk.corrupt_newest_snapshot(data, self.disk_rng)
+            case LoseUnsynced():
+                file, offset = self.synced.get(sid, ("", 0))
+                return disk.drop_unsynced_tail(data, file, offset)
+            case _:
+                assert_never(fault)
+
+    def heal_all(self) -> None:
+        """The nemesis's closing heal: no network faults, nobody paused (step -1)."""
+        resumed = [s for s in self.sids if self.running(s) and self.peers[s].paused]
+        for sid in resumed:
+            self.resume_peer(sid)
+        self.set_net(self.net.heal().resume(resumed))
+        self.view = replace(
+            self.view,
+            status={
+                s: PeerStatus.RUNNING if st is PeerStatus.PAUSED else st
+                for s, st in self.view.status.items()
+            },
+        )
+        self._emit_fault(
+            HEAL_STEP, "heal", Resolution(targets=tuple(resumed)), None, {"detail": "healed all"}
+        )
+
+    def _sync_view(self) -> None:
+        status = dict(self.view.status)
+        for sid, believed in self.view.status.items():
+            if believed in (PeerStatus.RUNNING, PeerStatus.PAUSED) and not self.running(sid):
+                status[sid] = PeerStatus.CRASHED  # exited on its own (refused to recover)
+        if status != self.view.status:
+            gone = [s for s in self.sids if status[s] is PeerStatus.CRASHED]
+            self.view = replace(self.view, status=status)
+            self.net = self.net.take_down(gone)
+
+    def _emit_fault(
+        self,
+        step: int,
+        what: str,
+        resolution: Resolution,
+        fault: Fault | None,
+        extra: Mapping[str, Any],
+    ) -> None:
+        fields: dict[str, Any] = {
+            "step": step,
+            "what": what,
+            "targets": list(resolution.targets),
+            **self.net.to_fields(),
+        }
+        if resolution.groups is not None:
+            fields["groups"] = [sorted(g) for g in resolution.groups]
+        if resolution.links and not isinstance(fault, Partition):
+            fields["links"] = [list(link) for link in sorted(resolution.links)]
+        if fault is not None:
+            fields["spec"] = fault_to_json(fault)
+        fields.update(extra)
+        self.harness.emit("fault", fields)
+
+    def _failed(self, step: int, what: str, why: str, *, target: int | None = None) -> None:
+        fields: dict[str, Any] = {"step": step, "what": what, "why": why}
+        if target is not None:
+            fields["target"] = target
+        self.harness.emit("fault_failed", fields)
+
+    # --- the end ----------------------------------------------------------------
+
+    def shutdown(self, reason: str) -> None:
+        """Stop every running peer gracefully and write run_end."""
+        for sid in self.sids:
+            if self.running(sid):
+                self.stop_peer(sid)
+        self.harness.emit("run_end", reason=reason)
+
+
+def _needs_leader(fault: Fault) -> bool:
+    """Whether resolving this fault may need the leader (it is then logged with it)."""
+    match fault:
+        case Partition(shape=shape, target=target):
+            return shape is Shape.ISOLATE_LEADER or target in (Sym.LEADER, Sym.FOLLOWER)
+        case OneWay(src=src, dst=dst):
+            return any(t in (Sym.LEADER, Sym.FOLLOWER) for t in (src, dst))
+        case (
+            Crash()
+            | Restart()
+            | Pause()
+            | Resume()
+            | Stop()
+            | Start()
+            | FirstStart()
+            | TearLogTail()
+            | CorruptSnapshot()
+            | LoseUnsynced()
+        ):
+            return fault.target in (Sym.LEADER, Sym.FOLLOWER)
+        case Heal() | Latency() | Bandwidth() | Slicer() | Reset() | Workload():
+            return False
+        case _:
+            assert_never(fault)
