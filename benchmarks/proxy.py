@@ -1,9 +1,19 @@
-"""Proxy overhead figures, side by side: direct loopback vs the embedded Toxiproxy server
-(vs a real toxiproxy-server when TOXIPROXY_URL is set or one is on PATH).
+"""Proxy overhead figures: direct loopback vs the embedded Toxiproxy server (vs a real
+toxiproxy-server when TOXIPROXY_URL is set or one is on PATH).
 
-Prints bulk throughput, 64-byte round trip p50/p99, the error of a 50 ms latency toxic
-(p50/p95/p99), proxy CPU seconds per GiB moved and the proxy's peak RSS while a slow
-reader drains a large transfer. Run: `python benchmarks/proxy.py [--bulk-mib N]`.
+For each proxy server, `--runs` times, it measures:
+- bulk throughput through the proxy (best of `--repeat`) and the proxy's CPU seconds
+  per GiB moved (user + system of the proxy process);
+- the 64-byte round trip, direct and proxied *interleaved* in batches (same process,
+  same moment, same echo server), so machine noise hits both alike; the overhead is the
+  median over batches of (proxied p50 - direct p50), and p95/p99 are pooled;
+- the error of a 50 ms latency toxic (round trip - 50 ms), p50/p95/p99;
+- the proxy's peak RSS while a slow reader drains a 1 GiB transfer (flow control).
+It prints one line per run and then the median of the runs, with the min-max spread of
+the two latency figures. The echo and source servers are threads of this process with
+TCP_NODELAY; the client is a tight blocking loop with a warm-up.
+
+Run: `python benchmarks/proxy.py [--runs 3] [--bulk-mib 256]`.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import os
 import shutil
 import socket
 import socketserver
+import statistics
 import subprocess
 import sys
 import threading
@@ -98,17 +109,23 @@ def bulk(address: str, total: int) -> float:
     return got / took
 
 
-def round_trips(address: str, count: int) -> list[float]:
+def round_trips(sock: socket.socket, count: int) -> list[float]:
+    """`count` 64-byte round trips on an open connection (seconds each)."""
     payload = b"p" * 64
+    buf = bytearray(64)
+    view = memoryview(buf)
     samples = []
-    with _connect(address) as sock:
-        for _ in range(count):
-            start = time.perf_counter()
-            sock.sendall(payload)
-            got = 0
-            while got < 64:
-                got += len(sock.recv(64 - got))
-            samples.append(time.perf_counter() - start)
+    clock = time.perf_counter
+    for _ in range(count):
+        start = clock()
+        sock.sendall(payload)
+        got = 0
+        while got < 64:
+            n = sock.recv_into(view[got:])
+            if not n:
+                raise ConnectionError("echo closed the connection")
+            got += n
+        samples.append(clock() - start)
     return samples
 
 
@@ -117,110 +134,153 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def slow_reader_peak_rss(address: str, proc: psutil.Process, seconds: float) -> int:
+def interleaved_rtt(
+    direct: str, proxied: str, batches: int, per_batch: int
+) -> tuple[float, list[float], list[float]]:
+    """(median per-batch p50 overhead, pooled direct samples, pooled proxied samples)."""
+    with _connect(direct) as d, _connect(proxied) as p:
+        round_trips(d, 300)  # warm-up: connection set-up, caches, the proxy's code paths
+        round_trips(p, 300)
+        overheads: list[float] = []
+        all_d: list[float] = []
+        all_p: list[float] = []
+        for index in range(batches):
+            # Alternate which goes first so a load change mid-batch does not bias one.
+            first, second = (d, p) if index % 2 == 0 else (p, d)
+            a = round_trips(first, per_batch)
+            b = round_trips(second, per_batch)
+            sd, sp = (a, b) if first is d else (b, a)
+            overheads.append(statistics.median(sp) - statistics.median(sd))
+            all_d += sd
+            all_p += sp
+    return statistics.median(overheads), all_d, all_p
+
+
+def slow_reader_peak_rss(address: str, proc: psutil.Process, seconds: float) -> tuple[int, int]:
+    """(peak RSS of the proxy, bytes the reader got) while a reader drains ~3 MB/s."""
     peak = proc.memory_info().rss
+    got = 0
     with _connect(address) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            sock.recv(16384)
+            got += len(sock.recv(16384))
             time.sleep(0.005)
             peak = max(peak, proc.memory_info().rss)
-    return peak
+    return peak, got
 
 
-def measure(
-    label: str, url: str | None, pid: int | None, args: argparse.Namespace
-) -> dict[str, str]:
+def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, float]:
     total = args.bulk_mib << 20
-    row: dict[str, str] = {"target": label}
-    client = ToxiproxyClient(url) if url else None
+    client = ToxiproxyClient(url)
     proc = psutil.Process(pid) if pid else None
+    row: dict[str, float] = {}
 
     def route(upstream: str, name: str) -> str:
-        if client is None:
-            return upstream
         return client.create_proxy(name, "127.0.0.1:0", upstream).listen
 
     with serve(_Source, total) as source, serve(_Echo) as echo:
         src = route(source, "bench_bulk")
+        row["direct MB/s"] = max(bulk(source, total) for _ in range(args.repeat)) / 1e6
         cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
         rates = [bulk(src, total) for _ in range(args.repeat)]
         cpu1 = sum(proc.cpu_times()[:2]) if proc else 0.0
-        row["bulk MB/s"] = f"{max(rates) / 1e6:.0f}"
-        moved_gib = total * args.repeat / (1 << 30)
-        row["cpu s/GiB"] = f"{(cpu1 - cpu0) / moved_gib:.2f}" if proc else "-"
+        row["bulk MB/s"] = max(rates) / 1e6
+        row["cpu s/GiB"] = (cpu1 - cpu0) / (total * args.repeat / (1 << 30)) if proc else -1
         ech = route(echo, "bench_rtt")
-        round_trips(ech, 200)  # warm up
-        rtt = round_trips(ech, args.rtt_count)
-        row["rtt p50 us"] = f"{pct(rtt, 0.5) * 1e6:.0f}"
-        row["rtt p99 us"] = f"{pct(rtt, 0.99) * 1e6:.0f}"
-        if client is not None:
-            client.add_toxic("bench_rtt", type="latency", attributes={"latency": 50})
-            errors = [(s - 0.05) * 1e3 for s in round_trips(ech, args.latency_count)]
-            row["lat50 err p50/p95/p99 ms"] = "/".join(
-                f"{pct(errors, q):.2f}" for q in (0.5, 0.95, 0.99)
-            )
-            client.delete_proxy("bench_rtt")
-            client.delete_proxy("bench_bulk")
-        else:
-            row["lat50 err p50/p95/p99 ms"] = "-"
-    if client is not None and proc is not None:
+        overhead, direct, proxied = interleaved_rtt(echo, ech, args.batches, args.per_batch)
+        row["direct p50 us"] = pct(direct, 0.5) * 1e6
+        row["rtt +p50 us"] = overhead * 1e6
+        row["rtt p95 us"] = pct(proxied, 0.95) * 1e6
+        row["rtt p99 us"] = pct(proxied, 0.99) * 1e6
+        client.add_toxic("bench_rtt", type="latency", attributes={"latency": 50})
+        with _connect(ech) as sock:
+            round_trips(sock, 3)
+            errors = [(s - 0.05) * 1e3 for s in round_trips(sock, args.latency_count)]
+        for q in (0.5, 0.95, 0.99):
+            row[f"lat err p{round(q * 100)} ms"] = pct(errors, q)
+        client.delete_proxy("bench_rtt")
+        client.delete_proxy("bench_bulk")
+    if proc is not None:
         with serve(_Source, 1 << 30) as source:
-            slow = client.create_proxy("bench_slow", "127.0.0.1:0", source).listen
-            peak = slow_reader_peak_rss(slow, proc, args.slow_seconds)
+            slow = route(source, "bench_slow")
+            peak, _ = slow_reader_peak_rss(slow, proc, args.slow_seconds)
             client.delete_proxy("bench_slow")
-        row["peak RSS MiB (slow reader)"] = f"{peak / (1 << 20):.1f}"
-    else:
-        row["peak RSS MiB (slow reader)"] = "-"
+        row["peak RSS MiB"] = peak / (1 << 20)
     return row
+
+
+def _real_server() -> tuple[subprocess.Popen[bytes], str] | None:
+    if not shutil.which("toxiproxy-server"):
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    real = subprocess.Popen(
+        ["toxiproxy-server", "-host", "127.0.0.1", "-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "LOG_LEVEL": "error"},
+    )
+    time.sleep(0.5)
+    return real, f"http://127.0.0.1:{port}"
+
+
+def _print_table(label: str, rows: list[dict[str, float]]) -> None:
+    columns = list(rows[0])
+    median = {c: statistics.median(r[c] for r in rows) for c in columns}
+
+    def fmt(row: dict[str, float]) -> list[str]:
+        return [f"{row[c]:.2f}" if "ms" in c or "s/GiB" in c else f"{row[c]:.0f}" for c in columns]
+
+    cells = [fmt(r) for r in [*rows, median]]
+    names = [f"{label} run {i + 1}" for i in range(len(rows))] + [f"{label} MEDIAN"]
+    first = max(len(n) for n in names)
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    for name, row in zip(["", *names], [columns, *cells], strict=True):
+        print(name.ljust(first), *(v.rjust(w) for v, w in zip(row, widths, strict=True)), sep="  ")
+    for key in ("rtt +p50 us", "lat err p50 ms"):
+        values = [r[key] for r in rows]
+        print(f"  {key}: median {median[key]:.3g}, range {min(values):.3g} .. {max(values):.3g}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bulk-mib", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rtt-count", type=int, default=3000)
-    parser.add_argument("--latency-count", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=3, help="repeat everything; report medians")
+    parser.add_argument("--bulk-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3, help="bulk transfers per run (best)")
+    parser.add_argument("--batches", type=int, default=20, help="interleaved RTT batches")
+    parser.add_argument("--per-batch", type=int, default=250, help="round trips per batch")
+    parser.add_argument("--latency-count", type=int, default=200)
     parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument("--no-real", action="store_true", help="skip a real toxiproxy-server")
     args = parser.parse_args()
-    rows = [measure("direct", None, None, args)]
-    proc, url = spawn_server(seed=1)
-    try:
-        rows.append(measure("embedded", url, proc.pid, args))
-    finally:
-        stop_server(proc)
+    rows: list[dict[str, float]] = []
+    for _ in range(args.runs):
+        proc, url = spawn_server(seed=1)
+        try:
+            rows.append(measure(url, proc.pid, args))
+        finally:
+            stop_server(proc)
+    _print_table("embedded", rows)
     external = resolve_toxiproxy()
-    real: subprocess.Popen[bytes] | None = None
-    if external is None and shutil.which("toxiproxy-server"):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        real = subprocess.Popen(
-            ["toxiproxy-server", "-host", "127.0.0.1", "-port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "LOG_LEVEL": "error"},
-        )
-        external = f"http://127.0.0.1:{port}"
-        time.sleep(0.5)
+    real = None if external is not None or args.no_real else _real_server()
+    if real is not None:
+        external = real[1]
     if external is not None:
         try:
-            pid = real.pid if real is not None else None
-            rows.append(measure("toxiproxy-server", external, pid, args))
+            pid = real[0].pid if real is not None else None
+            real_rows = [measure(external, pid, args) for _ in range(args.runs)]
+            _print_table("toxiproxy-server", real_rows)
         finally:
             if real is not None:
-                real.terminate()
-                real.wait(10)
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(r.get(c, "-")) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(row.get(c, "-").ljust(widths[c]) for c in columns))
+                real[0].terminate()
+                real[0].wait(10)
     print(
-        f"(bulk {args.bulk_mib} MiB x{args.repeat}, best; "
-        f"{args.rtt_count} round trips; cpus={os.cpu_count()})"
+        f"(bulk {args.bulk_mib} MiB x{args.repeat}, best; RTT {args.batches}x{args.per_batch} "
+        f"interleaved; {args.latency_count} latency samples; cpus={os.cpu_count()}; "
+        f"load avg {os.getloadavg()[0]:.1f})"
     )
     return 0
 

@@ -59,7 +59,7 @@ MINORITY_SILENCE_SLACK_MS = 1_000
 
 # Planted disk faults (harness `fault` events, field `what`) that legitimately lose
 # fsynced-looking data, so a recovery shortfall right after them is explained.
-DISK_FAULTS_LOSING_DATA = frozenset({"lose-unsynced", "torn-tail"})
+DISK_FAULTS_LOSING_DATA = frozenset({"lose-unsynced", "torn-tail", "tear-log-tail"})
 
 # Cap on how many events a violation carries as evidence (a report stays readable).
 MAX_EVIDENCE = 6

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from faults.nemesis import Nemesis
 from faults.plan import (
     GENERATOR_VERSION,
     PLAN_VERSION,
@@ -46,10 +47,11 @@ from faults.plan import (
     save_plan,
 )
 from harness import procs
-from harness.errors import HarnessError
+from harness.cluster import Cluster, ClusterSpec
+from harness.errors import HarnessError, WaitTimeout
 from harness.events import HISTORY_LOG
 from harness.progress import ProgressDisplay, ProgressSnapshot
-from harness.workload import WorkloadConfig
+from harness.workload import Workload, WorkloadConfig
 from peer.domain import TIMING_PROFILES, Bug, Timing
 
 EXIT_VALID = 0
@@ -99,7 +101,7 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Prepared:
+class PreparedRun:
     """Validated inputs of one run: nothing is started or written yet."""
 
     options: RunOptions
@@ -135,7 +137,7 @@ def _parse_timing(name: str) -> Timing:
         raise RunUsageError(f"unknown timing {name!r} (known: {known})") from None
 
 
-def prepare(options: RunOptions, *, replay_of: Path | None = None) -> _Prepared:
+def prepare(options: RunOptions, *, replay_of: Path | None = None) -> PreparedRun:
     """Validate `options` and build the plan (generated, or loaded from `plan_path`).
     Raises `RunUsageError` or `PlanError` (both exit 2) naming what is wrong."""
     if isinstance(options.peers, bool) or not isinstance(options.peers, int):
@@ -177,7 +179,7 @@ def prepare(options: RunOptions, *, replay_of: Path | None = None) -> _Prepared:
         workload = WorkloadConfig(clients=options.clients, rate=options.rate, seed=options.seed)
     except ValueError as exc:
         raise RunUsageError(str(exc)) from None
-    return _Prepared(
+    return PreparedRun(
         options=options,
         plan=plan,
         timing=timing,
@@ -225,7 +227,7 @@ def _versions() -> dict[str, Any]:
     }
 
 
-def run_json(prep: _Prepared, *, started_at: datetime) -> dict[str, Any]:
+def run_json(prep: PreparedRun, *, started_at: datetime) -> dict[str, Any]:
     """The content of run.json: every option, the resolved timing and bug, versions."""
     options = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in _options_dict(prep.options).items()
@@ -251,7 +253,7 @@ def _options_dict(options: RunOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in RunOptions.__dataclass_fields__}
 
 
-def write_inputs(run_dir: Path, prep: _Prepared, *, started_at: datetime) -> None:
+def write_inputs(run_dir: Path, prep: PreparedRun, *, started_at: datetime) -> None:
     """`seed`, `plan.json` (the expanded plan) and `run.json`, before anything starts."""
     (run_dir / SEED_FILE).write_text(f"{prep.options.seed}\n", encoding="utf-8")
     save_plan(prep.plan, run_dir / PLAN_JSON)
@@ -353,7 +355,7 @@ class _Live:
     phase: str = "starting"
 
 
-def _execute(prep: _Prepared, *, out: TextIO | None = None) -> RunResult:
+def _execute(prep: PreparedRun, *, out: TextIO | None = None) -> RunResult:
     stdout = out if out is not None else sys.stdout
     options = prep.options
     started_at = datetime.now(UTC)
@@ -379,12 +381,8 @@ def _execute(prep: _Prepared, *, out: TextIO | None = None) -> RunResult:
     return _finish(run_dir, outcome, problem, stdout)
 
 
-def _drive(prep: _Prepared, run_dir: Path) -> tuple[str, str | None]:
+def _drive(prep: PreparedRun, run_dir: Path) -> tuple[str, str | None]:
     """Start, fault, stop. Returns ("complete" | "setup_failed" | "incomplete", why)."""
-    from faults.nemesis import Nemesis
-    from harness.cluster import Cluster, ClusterSpec
-    from harness.workload import Workload
-
     options, plan = prep.options, prep.plan
     spec = ClusterSpec(
         peers=len(plan.peers),
@@ -453,12 +451,10 @@ def _drive(prep: _Prepared, run_dir: Path) -> tuple[str, str | None]:
     return "complete", None
 
 
-def _await_first_leader(cluster: Any, timing: Timing) -> None:
+def _await_first_leader(cluster: Cluster, timing: Timing) -> None:
     """Wait for an established leader before faults start. No leader in time is a
     finding about the peers, not a harness failure: say so and go on (the checker's
     liveness properties judge it)."""
-    from harness.errors import WaitTimeout
-
     # An election plus discovery: several notification rounds and init_limit ticks.
     timeout = max(15.0, 3 * (timing.init_limit * timing.tick_ms) / 1000)
     try:
@@ -472,7 +468,7 @@ def _await_first_leader(cluster: Any, timing: Timing) -> None:
 
 
 def _sampler(
-    live: _Live, prep: _Prepared, cluster: Any, nemesis: Any, workload: Any
+    live: _Live, prep: PreparedRun, cluster: Cluster, nemesis: Nemesis, workload: Workload
 ) -> Callable[[], ProgressSnapshot]:
     def sample() -> ProgressSnapshot:
         stats = workload.stats

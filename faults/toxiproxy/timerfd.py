@@ -17,6 +17,7 @@ Where timerfd is missing (not Linux, or a libc without it) `PreciseTimers` falls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import heapq
 import itertools
@@ -147,10 +148,8 @@ class PreciseTimers:
             self.loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
             os.read(self.fd, 8)  # the expiry count; reading clears readability
-        except (BlockingIOError, InterruptedError):
-            pass
         now = self.loop.time()
         heap = self._heap
         while heap and heap[0].when <= now:
