@@ -200,11 +200,11 @@ def test_cli_refuses_unknown_bug_and_both_seed_options(
 def test_cli_sweep_stops_at_first_violation_and_prints_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = sim_main(_args(tmp_path, seeds=(1, 5), bug="minority-quorum"))
+    code = sim_main(_args(tmp_path, seeds=(1, 3), bug="minority-quorum", duration=30.0))
     out = capsys.readouterr().out
     assert code == 1
     line = next(x for x in out.splitlines() if x.startswith("replay: "))
     assert line.startswith("replay: quorum-chaos sim --seed ")
-    assert "--bug minority-quorum" in line and "--duration 10" in line
+    assert "--bug minority-quorum" in line and "--duration 30" in line
     seed = int(line.split("--seed ")[1].split()[0])
     assert (tmp_path / "runs" / f"sim-seed-{seed}" / "report.html").exists()
