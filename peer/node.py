@@ -234,11 +234,10 @@ class Node:
                 case CloseQuorum(peer=peer):
                     self._close_quorum(peer)
                 case PersistAcceptedEpoch(epoch=epoch):
+                    # the core emits epoch_accepted right after this effect
                     self.storage.set_accepted_epoch(epoch)
-                    self.events.emit("epoch_accepted", epoch=epoch)
                 case PersistCurrentEpoch(epoch=epoch):
                     self.storage.set_current_epoch(epoch)
-                    self.events.emit("epoch_current", epoch=epoch)
                 case AppendTxns(txns=txns, sync=sync):
                     self.storage.write(txns)
                     self._unsynced.extend(txns)
@@ -410,7 +409,7 @@ class Node:
                         self.events.emit("bad_frame", peer=peer, why=why, port="election")
                         return
                     self._vote_received(message)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             return
         finally:
             writer.close()
@@ -470,7 +469,7 @@ class Node:
                             continue
                     sender = learner
                     self._input(lambda m=message, s=sender: self.replica.receive(s, m))  # type: ignore[misc]
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -517,7 +516,7 @@ class Node:
                     return
                 for message in messages:
                     self._input(lambda m=message: self.replica.receive(leader, m))  # type: ignore[misc]
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -549,7 +548,7 @@ class Node:
                     return
                 writer.write(await self._client_request(line))
                 await writer.drain()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             return
         finally:
             writer.close()

@@ -5,12 +5,18 @@ raises `ApiError` for a request Toxiproxy would refuse (its status and message a
 goes on the wire), `UsageError` for bad command-line input; the client raises
 `ToxiproxyError` for an error reply or an unreachable server; `process` raises
 `SpawnError` when the server process does not come up.
+
+`ToxiproxyFault` derives from `faults.errors.FaultError`, the faults package's one root,
+so `except FaultError` sees proxy errors too. The subclasses keep their own `__str__`
+(the wire message, the URL) and their `args` of `(status, message)`.
 """
 
 from __future__ import annotations
 
+from faults.errors import FaultError
 
-class ToxiproxyFault(Exception):
+
+class ToxiproxyFault(FaultError):
     """Root of every error raised by `faults.toxiproxy`."""
 
 
@@ -18,9 +24,9 @@ class ApiError(ToxiproxyFault):
     """A request the server refuses: `status` and `message` are sent as Toxiproxy does."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
+        super().__init__(message, status=status)
+        self.args = (status, message)
         self.status = status
-        self.message = message
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.message}"
@@ -34,9 +40,9 @@ class ToxiproxyError(ToxiproxyFault):
     """An error reply from a Toxiproxy server (or `status` 0: it could not be reached)."""
 
     def __init__(self, status: int, message: str, *, url: str = "") -> None:
-        super().__init__(status, message)
+        super().__init__(message, status=status, url=url)
+        self.args = (status, message)
         self.status = status
-        self.message = message
         self.url = url
 
     def __str__(self) -> str:
