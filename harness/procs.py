@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import queue
 import signal
@@ -31,33 +30,10 @@ from typing import IO, Any, TypeVar
 
 import psutil
 
+from faults.toxiproxy.parent_death import child_setup as _child_setup
 from harness.errors import ProcessError
 
-_PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
-
-
-def _load_prctl() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: sessions and reaping still work
-        return None
-
-
-_PRCTL: Any = _load_prctl()
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None]:
-    """preexec_fn for the child: ask for SIGKILL when the parent goes, and close the
-    race where the parent died between fork and prctl (we are then already orphaned)."""
-
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os._exit(70)
-
-    return setup
 
 
 class _Spawner:

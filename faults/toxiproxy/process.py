@@ -1,6 +1,7 @@
 """Start the embedded server as a separate process and learn its URL.
 
-This module owns launching `python -m faults.toxiproxy` in its own session, reading its
+This module owns launching `python -m faults.toxiproxy` in its own session, with the
+parent-death signal (SIGKILL when the launcher dies, see `parent_death`), reading its
 one start-up line (with a deadline) and choosing between an external server
 (TOXIPROXY_URL) and our own. Reaping the process is the caller's job (the harness's
 reaper: SIGCONT, SIGTERM, wait, SIGKILL); `stop_server` is a small version of it.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faults.toxiproxy.errors import SpawnError
+from faults.toxiproxy.parent_death import child_setup
 
 START_DEADLINE = 15.0
 
@@ -43,7 +45,9 @@ def spawn_server(
     """Start the embedded server; return the process and its base URL.
 
     stderr (the server's human log) goes to `log_path`, or is discarded. Raises
-    SpawnError, after killing the process, when no start-up line came in time.
+    SpawnError, after killing the process, when no start-up line came in time. The child
+    is SIGKILLed by the kernel when the calling *thread* exits: call this from the main
+    thread or a long-lived one (the harness's `run_in_spawner`).
     """
     argv = [sys.executable, "-m", "faults.toxiproxy", "--host", host, "--port", str(port)]
     if seed is not None:
@@ -61,6 +65,7 @@ def spawn_server(
             stderr=log_file,
             start_new_session=True,
             env=env,
+            preexec_fn=child_setup(os.getpid()),
         )
     finally:
         if log_path is not None and not isinstance(log_file, int):

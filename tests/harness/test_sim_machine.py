@@ -127,7 +127,7 @@ class SimMachine(RuleBasedStateMachine):
 
 
 SimMachine.TestCase.settings = settings(
-    max_examples=4,
+    max_examples=3,
     stateful_step_count=6,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
