@@ -67,6 +67,8 @@ def spawn_server(
             env=env,
             preexec_fn=child_setup(os.getpid()),
         )
+    except OSError as exc:
+        raise SpawnError(f"cannot start toxiproxy server ({' '.join(argv)}): {exc}") from exc
     finally:
         if log_path is not None and not isinstance(log_file, int):
             log_file.close()

@@ -43,6 +43,7 @@ from faults.toxiproxy.toxics import Stream, ToxicType
 WRITE_HIGH = 1 << 20  # transport write buffer high-water mark (bytes)
 WRITE_LOW = 1 << 18
 QUEUE_LIMIT = 16 << 20  # bytes queued in a toxic chain before the source pauses
+RECV_BUFFER = 256 << 10  # one read at most (asyncio's own read size); one per proxy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,8 +82,14 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class _Side(asyncio.Protocol):
-    """One socket of a proxied connection."""
+class _Side(asyncio.BufferedProtocol):
+    """One socket of a proxied connection.
+
+    A BufferedProtocol: the transport reads into the proxy's one receive buffer
+    (`recv_into`), so a read allocates nothing; asyncio's plain Protocol allocates a
+    256 KiB bytes per read, which glibc serves with mmap/mremap/munmap, three extra
+    system calls per message. `Link.feed` copies what it must keep.
+    """
 
     def __init__(self, conn: Connection | None, proxy: Proxy) -> None:
         self.conn = conn
@@ -101,10 +108,13 @@ class _Side(asyncio.Protocol):
         if self.conn is None:
             self.conn = Connection(self.proxy, self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.proxy.recv_view
+
+    def buffer_updated(self, nbytes: int) -> None:
         link = self.link_in
         if link is not None:
-            link.feed(data)
+            link.feed(self.proxy.recv_view[:nbytes])
 
     def eof_received(self) -> bool:
         if self.link_in is not None:
@@ -149,12 +159,22 @@ class Link:
 
     # -- input ---------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: memoryview) -> None:
+        """Take one read; `data` views the shared receive buffer, valid until we return."""
         if not self.chain and self.pump is None:
+            # Fast path, no toxic in this direction: straight to the other socket.
             self.moved += len(data)
-            self.dst_transport.write(data)  # fast path: no toxic in this direction
+            dst = self.dst_transport
+            if dst.get_write_buffer_size():
+                dst.write(bytes(data))  # it is queued behind earlier data: keep a copy
+            else:
+                dst.write(data)  # usually sent at once, from the buffer itself
+                if dst.get_write_buffer_size():
+                    # A partial send: the transport kept the rest, and some Python
+                    # versions keep a view rather than a copy. Stop reusing the buffer.
+                    self.conn.proxy.renew_recv_buffer()
             return
-        self.queue.append((self.conn.loop.time(), data))
+        self.queue.append((self.conn.loop.time(), bytes(data)))
         self.queued += len(data)
         self._update_reading()
         self._ensure_pump()
@@ -479,6 +499,7 @@ class Proxy:
         self.toxics: list[Toxic] = []
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
+        self.recv_view = memoryview(bytearray(RECV_BUFFER))
         self._on_closed = on_closed
 
     async def start(self) -> None:
@@ -500,6 +521,10 @@ class Proxy:
         self.enabled = False
         for conn in list(self.connections):
             conn.close()
+
+    def renew_recv_buffer(self) -> None:
+        """A fresh receive buffer, when the transport may still hold a view of the old."""
+        self.recv_view = memoryview(bytearray(RECV_BUFFER))
 
     def count_closed(self, conn: Connection) -> None:
         self._on_closed(self, conn)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.plan import Crash, Heal, Partition, Pause, Plan, Restart, Resume, Step
+from faults.plan import Crash, Heal, Partition, Pause, Plan, Restart, Resume
 from faults.topology import Shape
 from harness.checker import Outcome
 from harness.events import read_log
@@ -34,7 +34,9 @@ def test_same_seed_gives_byte_identical_logs_and_other_seeds_differ(tmp_path: Pa
     a, b, c = _logs(first.run_dir), _logs(second.run_dir), _logs(other.run_dir)
     assert set(a) == set(LOGS)
     assert a == b
-    assert (tmp_path / "a" / "plan.json").read_bytes() == (tmp_path / "b" / "plan.json").read_bytes()
+    assert (tmp_path / "a" / "plan.json").read_bytes() == (
+        tmp_path / "b" / "plan.json"
+    ).read_bytes()
     assert a["harness.jsonl"] != c["harness.jsonl"]
     assert a["history.jsonl"] != c["history.jsonl"]
 

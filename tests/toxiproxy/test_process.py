@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from faults.errors import FaultError
 from faults.toxiproxy.client import ToxiproxyClient
-from faults.toxiproxy.errors import SpawnError, ToxiproxyError
+from faults.toxiproxy.errors import (
+    ApiError,
+    SpawnError,
+    ToxiproxyError,
+    ToxiproxyFault,
+    UsageError,
+)
 from faults.toxiproxy.process import resolve_toxiproxy, spawn_server, stop_server
 from faults.toxiproxy.server import main
 
@@ -106,3 +116,68 @@ def test_client_round_trip(toxiproxy_url: str) -> None:
         client.reset()
     finally:
         client.delete_proxy("rt_proxy")
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie (whoever adopted it may reap it later)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_server_dies_with_its_launcher(tmp_path: Path) -> None:
+    # The launcher is a process of its own so that it can be SIGKILLed (no cleanup runs):
+    # only the parent-death signal set by spawn_server can then take the server down.
+    code = (
+        "import sys, time\n"
+        "from faults.toxiproxy.process import spawn_server\n"
+        "proc, url = spawn_server(log_path=sys.argv[1])\n"
+        "print(proc.pid, url, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "server.log")],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    server_pid = 0
+    try:
+        assert launcher.stdout is not None
+        pid_text, url = launcher.stdout.readline().decode().split()
+        server_pid = int(pid_text)
+        assert ToxiproxyClient(url, timeout=5).version().startswith("2.")
+        launcher.kill()
+        launcher.wait(10)
+        deadline = time.monotonic() + 10
+        while not _dead(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _dead(server_pid), "the server outlived its SIGKILLed launcher"
+    finally:
+        for pid in (launcher.pid, server_pid):
+            if pid and not _dead(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait(10)
+        if launcher.stdout is not None:
+            launcher.stdout.close()
+
+
+def test_spawn_error_for_a_missing_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.raises(SpawnError, match=r"cannot start toxiproxy server .*nonexistent"):
+        spawn_server(deadline=5)
+
+
+def test_errors_share_the_faults_root() -> None:
+    api_error = ApiError(404, "proxy not found")
+    assert isinstance(api_error, ToxiproxyFault) and isinstance(api_error, FaultError)
+    assert str(api_error) == "HTTP 404: proxy not found"
+    assert api_error.args == (404, "proxy not found") and api_error.message == "proxy not found"
+    client_error = ToxiproxyError(0, "refused", url="http://127.0.0.1:1")
+    assert str(client_error) == "toxiproxy unreachable from http://127.0.0.1:1: refused"
+    assert str(ToxiproxyError(409, "proxy already exists")) == (
+        "toxiproxy error 409: proxy already exists"
+    )
+    for error in (UsageError("-config x: cannot read"), SpawnError("no start-up line")):
+        assert isinstance(error, FaultError) and str(error) == error.message

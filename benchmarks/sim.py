@@ -1,0 +1,68 @@
+"""Simulator throughput: simulated seconds per wall second (5 peers, `mixed` profile) and
+seeds checked per minute (run + check, as a sweep does).
+
+    python benchmarks/sim.py [--duration 120] [--seeds 5] [--rate 50]
+
+Prints figures; asserts nothing (machines are noisy). `--rate` is the workload's
+operations per second (the real workload's default is 50), the main cost driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from harness.sim import SimOptions, run_sim
+from harness.workload import WorkloadConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=120.0, help="simulated s per seed")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--peers", type=int, default=5)
+    args = parser.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="sim-bench-"))
+    try:
+        simulated = wall_sim = wall_total = 0.0
+        actions = 0
+        for seed in range(1, args.seeds + 1):
+            options = SimOptions(
+                seed=seed,
+                peers=args.peers,
+                duration_s=args.duration,
+                profile="mixed",
+                workload=WorkloadConfig(rate=args.rate, seed=seed),
+                report=False,
+            )
+            started = time.perf_counter()
+            result = run_sim(options, out / f"seed-{seed}")
+            wall_total += time.perf_counter() - started
+            simulated += result.simulated_s
+            wall_sim += result.wall_s
+            actions += result.events
+            print(
+                f"seed {seed}: {result.outcome.value}, {result.simulated_s:.0f} simulated s "
+                f"in {result.wall_s:.2f} s ({result.simulated_s / result.wall_s:.0f}x), "
+                f"{result.events} scheduler actions",
+                flush=True,
+            )
+            shutil.rmtree(out / f"seed-{seed}")
+        print(f"peers={args.peers} profile=mixed workload={args.rate:g} ops/s")
+        print(f"simulated seconds per wall second (simulation only): {simulated / wall_sim:.0f}")
+        print(f"simulated seconds per wall second (with check): {simulated / wall_total:.0f}")
+        print(f"scheduler actions per wall second: {actions / wall_sim:.0f}")
+        print(
+            f"seeds checked per minute at {args.duration:g} s each: "
+            f"{60 * args.seeds / wall_total:.1f}"
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
