@@ -300,11 +300,10 @@ class SimPeer:
                     if conn is not None:
                         self.world.close_conn(conn, closer=self.sid)
                 case PersistAcceptedEpoch(epoch=epoch):
+                    # as in peer/node.py: the core emits epoch_accepted itself
                     self.storage.set_accepted_epoch(epoch)
-                    self.log.emit("epoch_accepted", epoch=epoch)
                 case PersistCurrentEpoch(epoch=epoch):
                     self.storage.set_current_epoch(epoch)
-                    self.log.emit("epoch_current", epoch=epoch)
                 case AppendTxns(txns=txns, sync=sync):
                     self.storage.write(txns)
                     self.unsynced.extend(txns)
