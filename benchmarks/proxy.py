@@ -7,7 +7,9 @@ For each proxy server, `--runs` times, it measures:
 - the 64-byte round trip, direct and proxied *interleaved* in batches (same process,
   same moment, same echo server), so machine noise hits both alike; the overhead is the
   median over batches of (proxied p50 - direct p50), and p95/p99 are pooled;
-- the error of a 50 ms latency toxic (round trip - 50 ms), p50/p95/p99;
+- the error of a 50 ms latency toxic (round trip - 50 ms), p50/p95/p99, its excess over
+  an untoxic round trip after the same 50 ms of idleness (see `latency_samples`), and
+  the proxy's CPU per held message;
 - the proxy's peak RSS while a slow reader drains a 1 GiB transfer (flow control).
 It prints one line per run and then the median of the runs, with the min-max spread of
 the two latency figures. The echo and source servers are threads of this process with
@@ -156,6 +158,23 @@ def interleaved_rtt(
     return statistics.median(overheads), all_d, all_p
 
 
+def latency_samples(delayed: str, plain: str, count: int) -> tuple[list[float], list[float]]:
+    """Round trips through a 50 ms latency toxic, and, interleaved, round trips without
+    it after 50 ms of idleness. The second set is the baseline for the first: a message
+    after 50 ms of silence pays the wake-up of every idle process on its way (the echo
+    server, the client; 0.1-0.5 ms each on a busy or virtual machine), toxic or not."""
+    held: list[float] = []
+    idle: list[float] = []
+    with _connect(delayed) as d, _connect(plain) as p:
+        round_trips(d, 3)
+        round_trips(p, 3)
+        for _ in range(count):
+            held += round_trips(d, 1)
+            time.sleep(0.05)
+            idle += round_trips(p, 1)
+    return held, idle
+
+
 def slow_reader_peak_rss(address: str, proc: psutil.Process, seconds: float) -> tuple[int, int]:
     """(peak RSS of the proxy, bytes the reader got) while a reader drains ~3 MB/s."""
     peak = proc.memory_info().rss
@@ -193,12 +212,17 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
         row["rtt +p50 us"] = overhead * 1e6
         row["rtt p95 us"] = pct(proxied, 0.95) * 1e6
         row["rtt p99 us"] = pct(proxied, 0.99) * 1e6
-        client.add_toxic("bench_rtt", type="latency", attributes={"latency": 50})
-        with _connect(ech) as sock:
-            round_trips(sock, 3)
-            errors = [(s - 0.05) * 1e3 for s in round_trips(sock, args.latency_count)]
+        lat = route(echo, "bench_lat")
+        client.add_toxic("bench_lat", type="latency", attributes={"latency": 50})
+        cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
+        held, idle = latency_samples(lat, ech, args.latency_count)
+        cpu1 = sum(proc.cpu_times()[:2]) if proc else 0.0
+        errors = [(s - 0.05) * 1e3 for s in held]
         for q in (0.5, 0.95, 0.99):
             row[f"lat err p{round(q * 100)} ms"] = pct(errors, q)
+        row["lat excess p50 ms"] = (pct(held, 0.5) - 0.05 - pct(idle, 0.5)) * 1e3
+        row["lat cpu ms/msg"] = (cpu1 - cpu0) / len(held) * 1e3 if proc else -1
+        client.delete_proxy("bench_lat")
         client.delete_proxy("bench_rtt")
         client.delete_proxy("bench_bulk")
     if proc is not None:
@@ -232,7 +256,8 @@ def _print_table(label: str, rows: list[dict[str, float]]) -> None:
     median = {c: statistics.median(r[c] for r in rows) for c in columns}
 
     def fmt(row: dict[str, float]) -> list[str]:
-        return [f"{row[c]:.2f}" if "ms" in c or "s/GiB" in c else f"{row[c]:.0f}" for c in columns]
+        digits = [3 if "/msg" in c else 2 if "ms" in c or "/GiB" in c else 0 for c in columns]
+        return [f"{row[c]:.{d}f}" for c, d in zip(columns, digits, strict=True)]
 
     cells = [fmt(r) for r in [*rows, median]]
     names = [f"{label} run {i + 1}" for i in range(len(rows))] + [f"{label} MEDIAN"]
@@ -240,7 +265,7 @@ def _print_table(label: str, rows: list[dict[str, float]]) -> None:
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     for name, row in zip(["", *names], [columns, *cells], strict=True):
         print(name.ljust(first), *(v.rjust(w) for v, w in zip(row, widths, strict=True)), sep="  ")
-    for key in ("rtt +p50 us", "lat err p50 ms"):
+    for key in ("rtt +p50 us", "lat err p50 ms", "lat excess p50 ms"):
         values = [r[key] for r in rows]
         print(f"  {key}: median {median[key]:.3g}, range {min(values):.3g} .. {max(values):.3g}")
 
@@ -252,7 +277,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="bulk transfers per run (best)")
     parser.add_argument("--batches", type=int, default=20, help="interleaved RTT batches")
     parser.add_argument("--per-batch", type=int, default=250, help="round trips per batch")
-    parser.add_argument("--latency-count", type=int, default=200)
+    parser.add_argument("--latency-count", type=int, default=150)
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--no-real", action="store_true", help="skip a real toxiproxy-server")
     args = parser.parse_args()

@@ -60,6 +60,10 @@ MINORITY_SILENCE_SLACK_MS = 1_000
 # Planted disk faults (harness `fault` events, field `what`) that legitimately lose
 # fsynced-looking data, so a recovery shortfall right after them is explained.
 DISK_FAULTS_LOSING_DATA = frozenset({"lose-unsynced", "torn-tail", "tear-log-tail"})
+# Disk faults after which a peer may rightly refuse to start (no snapshot validates).
+DISK_FAULTS = DISK_FAULTS_LOSING_DATA | {"corrupt-snapshot"}
+# The exit code of a peer that refuses to start (bad config, unrecoverable data dir).
+REFUSED_EXIT_CODE = 2
 
 # Cap on how many events a violation carries as evidence (a report stays readable).
 MAX_EVIDENCE = 6
@@ -328,6 +332,7 @@ class _Checker:
         self.event_count = 0
         self.leads_open_at_end: list[_Lead] = []
         self.exits: dict[int, list[Event]] = {}
+        self.boot_events: dict[int, list[Event]] = {}
         self.clique_cache: dict[_Net, list[frozenset[int]]] = {}
         self.t0 = 0
         self.t_end = 0
@@ -517,6 +522,7 @@ class _Checker:
 
     def on_boot(self, peer: _Peer, ev: Event) -> None:
         sid = peer.sid
+        self.boot_events.setdefault(sid, []).append(ev)
         last = _int(ev, "last_zxid")
         acc, cur = _int(ev, "accepted_epoch"), _int(ev, "current_epoch")
         if peer.boot_event is not None:
@@ -903,6 +909,65 @@ class _Checker:
                 timeline.append((ev.t, net, ev))
         return timeline
 
+    def check_refused_restarts(self) -> None:
+        """Recovery: a peer that ran before and is restarted on its own data dir must
+        start. A spawn followed by exit code 2 with no `boot` between them (the peer
+        refused its data dir, e.g. acceptedEpoch < currentEpoch) is a violation, unless
+        a disk fault hit that peer since its last boot (then it is noted)."""
+        last_spawn: dict[int, Event] = {}
+        last_disk: dict[int, Event] = {}
+        starts: dict[int, list[Event]] = {}  # nemesis steps that (re)started a peer
+        for ev in self.harness_events:
+            f = ev.fields
+            kind = ev.kind
+            if kind == "spawn" and type(ev.sid) is int:
+                last_spawn[ev.sid] = ev
+            elif kind == "fault":
+                targets = f.get("targets") or []
+                what = f.get("what")
+                for sid in targets if isinstance(targets, list) else []:
+                    if what in DISK_FAULTS:
+                        last_disk[sid] = ev
+                    elif what in ("restart", "start"):
+                        starts.setdefault(sid, []).append(ev)
+            elif kind == "exit" and type(ev.sid) is int and f.get("code") == REFUSED_EXIT_CODE:
+                self.judge_refusal(ev.sid, last_spawn.get(ev.sid), ev, last_disk, starts)
+
+    def judge_refusal(
+        self,
+        sid: int,
+        spawn: Event | None,
+        exit_ev: Event,
+        last_disk: Mapping[int, Event],
+        starts: Mapping[int, list[Event]],
+    ) -> None:
+        if spawn is None or spawn.t > exit_ev.t:
+            return
+        boots = self.boot_events.get(sid, [])
+        if any(spawn.t <= b.t <= exit_ev.t for b in boots):
+            return  # it booted: this exit is something else
+        earlier = [b for b in boots if b.t < spawn.t]
+        if not earlier:
+            return  # never ran: no data of its own to recover (a config problem)
+        disk = last_disk.get(sid)
+        if disk is not None and disk.t >= earlier[-1].t:
+            self.notes.append(
+                f"recovery: peer {sid} refused to start at {exit_ev.where()}, explained by "
+                f"the planted disk fault {disk.fields.get('what')!r} at {disk.where()}"
+            )
+            return
+        # The nemesis logs its step once done, so at or after the exit.
+        start = next((e for e in starts.get(sid, []) if e.t >= spawn.t), None)
+        detail = start.fields.get("detail") if start is not None else None
+        why = f": {detail}" if isinstance(detail, str) and detail else ""
+        self.violate(
+            Property.RECOVERY,
+            [sid],
+            f"peer {sid} refused to start after a restart (exit code {REFUSED_EXIT_CODE}, "
+            f"no boot) with no disk fault planted since boot {earlier[-1].boot}{why}",
+            [earlier[-1], spawn, exit_ev, start],
+        )
+
     def close_open_leads(self) -> None:
         for lead in self.leads_open_at_end:
             for ev in self.exits.get(lead.sid, []):
@@ -1117,6 +1182,8 @@ class _Checker:
             if end is not None:
                 self.t_end = end.t
         self.close_open_leads()
+        if harness is not None:
+            self.check_refused_restarts()
         self.check_leader_agreement()
         self.check_integrity()
         self.check_gaps()

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, assert_never
 
 from faults.nemesis import Nemesis
 from faults.plan import (
@@ -65,6 +66,14 @@ SEED_FILE = "seed"
 PLUGIN_OPTIONS_JSON = "options.json"  # what the pytest plugin records instead of run.json
 RUN_JSON_VERSION = 1
 START_TIMEOUT_S = 10.0  # peers and the proxy server must be listening within this
+
+
+class RunOutcome(StrEnum):
+    """How the harness's part of a run ended (the verdict is the checker's part)."""
+
+    COMPLETE = "complete"  # the whole plan and quiet period ran, teardown was clean
+    SETUP_FAILED = "setup_failed"  # the cluster could not be set up: infrastructure
+    INCOMPLETE = "incomplete"  # interrupted, terminated, or the harness failed mid-run
 
 
 class RunError(HarnessError):
@@ -381,8 +390,8 @@ def _execute(prep: PreparedRun, *, out: TextIO | None = None) -> RunResult:
     return _finish(run_dir, outcome, problem, stdout)
 
 
-def _drive(prep: PreparedRun, run_dir: Path) -> tuple[str, str | None]:
-    """Start, fault, stop. Returns ("complete" | "setup_failed" | "incomplete", why)."""
+def _drive(prep: PreparedRun, run_dir: Path) -> tuple[RunOutcome, str | None]:
+    """Start, fault, stop; returns how it ended and why when not complete."""
     options, plan = prep.options, prep.plan
     spec = ClusterSpec(
         peers=len(plan.peers),
@@ -439,16 +448,16 @@ def _drive(prep: PreparedRun, run_dir: Path) -> tuple[str, str | None]:
                         print(f"stopping peer {sid}: {exc}", file=sys.stderr)
     except HarnessError as exc:
         if phase == "setup":
-            return "setup_failed", f"could not set the cluster up: {exc}"
-        return "incomplete", f"harness failure: {exc}"
+            return RunOutcome.SETUP_FAILED, f"could not set the cluster up: {exc}"
+        return RunOutcome.INCOMPLETE, f"harness failure: {exc}"
     except (KeyboardInterrupt, SystemExit) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc})"
-        return "incomplete", why
-    except Exception as exc:
-        return (
-            "setup_failed" if phase == "setup" else "incomplete"
-        ), f"{type(exc).__name__}: {exc}"
-    return "complete", None
+        return RunOutcome.INCOMPLETE, why
+    except Exception as exc:  # a bug of ours or of a component: still check what exists
+        why = f"{type(exc).__name__}: {exc}"
+        failed = RunOutcome.SETUP_FAILED if phase == "setup" else RunOutcome.INCOMPLETE
+        return failed, why
+    return RunOutcome.COMPLETE, None
 
 
 def _await_first_leader(cluster: Cluster, timing: Timing) -> None:
@@ -488,7 +497,7 @@ def _sampler(
     return sample
 
 
-def _finish(run_dir: Path, outcome: str, problem: str | None, stdout: TextIO) -> RunResult:
+def _finish(run_dir: Path, outcome: RunOutcome, problem: str | None, stdout: TextIO) -> RunResult:
     """Check what was recorded, write verdict.json and report.html, print, pick the code."""
     from harness.cli import format_verdict
     from harness.report import write_report
@@ -516,10 +525,14 @@ def _finish(run_dir: Path, outcome: str, problem: str | None, stdout: TextIO) ->
     return RunResult(run_dir=run_dir, verdict=data, exit_code=_exit_code(outcome, data))
 
 
-def _exit_code(outcome: str, data: Mapping[str, Any] | None) -> int:
+def _exit_code(outcome: RunOutcome, data: Mapping[str, Any] | None) -> int:
     verdict = None if data is None else data.get("verdict")
     if verdict == "invalid":
         return EXIT_INVALID  # proven by the logs, however the run ended
-    if outcome != "complete":
-        return EXIT_INFRA
-    return EXIT_VALID if verdict == "valid" else EXIT_UNKNOWN
+    match outcome:
+        case RunOutcome.COMPLETE:
+            return EXIT_VALID if verdict == "valid" else EXIT_UNKNOWN
+        case RunOutcome.SETUP_FAILED | RunOutcome.INCOMPLETE:
+            return EXIT_INFRA
+        case _:
+            assert_never(outcome)

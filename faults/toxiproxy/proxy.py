@@ -2,16 +2,20 @@
 
 This module owns sockets, timers and the event loop's clock for proxied traffic. It asks
 `toxics` for every decision (does a toxic apply, how long to hold, how to cut) and only
-carries them out. It does not speak HTTP and does not format JSON.
+carries them out. It does not speak HTTP and does not format JSON. Deadlines (latency,
+bandwidth, slicer, slow_close holds) go through `timerfd`, which wakes the loop within
+tens of microseconds of a deadline, where asyncio's own timers run up to 1 ms late.
 
-A connection is two asyncio Protocols (client side, upstream side) and two links
+A connection is two asyncio BufferedProtocols (client side, upstream side) and two links
 (`upstream`: client to server, `downstream`: server to client). With no toxic in a
 link's direction, bytes go straight from one transport to the other (the fast path; no
-task, no copy, no clock read). With toxics, each chunk is stamped with its read time and
-queued; one pump task per link walks the chain for each chunk in order. Flow control:
-the source stops reading while the destination transport is above its high-water mark
-or the pump's queue holds more than `QUEUE_LIMIT` bytes, so a slow reader never grows
-memory without bound.
+task, no clock read, no allocation: sockets are read with `recv_into` into one buffer
+per proxy, and a chunk is copied only when the destination cannot take it at once).
+With toxics, each chunk is copied, stamped with its read time and queued; one pump task
+per link walks the chain for each chunk in order. Flow control: the source stops
+reading while the destination transport is above its high-water mark or the pump's
+queue holds more than `QUEUE_LIMIT` bytes, so a slow reader never grows memory without
+bound.
 
 Differences from Toxiproxy 2.12 (deliberate, each covered by a test):
 - a half-close is relayed as a half-close (Toxiproxy closes the whole pair, which loses

@@ -17,7 +17,6 @@ Where timerfd is missing (not Linux, or a libc without it) `PreciseTimers` falls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import heapq
 import itertools
@@ -31,6 +30,9 @@ _TFD_CLOEXEC = 0o2000000
 _TFD_NONBLOCK = 0o4000
 _TFD_TIMER_ABSTIME = 1
 _PR_SET_TIMERSLACK = 29
+_NEVER = float("inf")
+MAX_LEAD = 0.001  # the most the fd is armed ahead of a deadline (and polled), seconds
+LEAD_GAIN = 0.125  # weight of one wake-up in the running estimate of wake-up delay
 
 
 class _Timespec(ctypes.Structure):
@@ -101,13 +103,16 @@ class PreciseTimers:
         self.loop = loop
         self._heap: list[_Deadline] = []
         self._seq = itertools.count()
-        self._armed = float("inf")  # the deadline the fd is armed for (inf: disarmed)
+        self._armed = _NEVER  # the deadline the fd is armed for (_NEVER: disarmed)
+        self._expiry = _NEVER  # when the fd itself expires: `_armed - lead`
+        self.lead = 0.0  # seconds the fd is armed ahead of a deadline (see `_run_due`)
+        self._learn = False  # does the next expiry measure the wake-up delay?
         self.fd = -1
         if _LIBC is not None:
             fd = int(_LIBC.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC))
             if fd >= 0:
                 try:
-                    loop.add_reader(fd, self._fire)
+                    loop.add_reader(fd, self._expired)
                 except (NotImplementedError, RuntimeError):  # e.g. a proactor loop
                     os.close(fd)
                 else:
@@ -119,7 +124,8 @@ class PreciseTimers:
         return self.fd >= 0
 
     def call_at(self, when: float, callback: Callable[..., object], *args: object) -> Cancellable:
-        """Run `callback(*args)` at loop time `when` (at once if it already passed)."""
+        """Run `callback(*args)` at loop time `when` (at once if it already passed), never
+        before it."""
         if self.fd < 0:
             return self.loop.call_at(when, callback, *args)
         entry = _Deadline(when, next(self._seq), callback, args)
@@ -135,23 +141,44 @@ class PreciseTimers:
             self.fd = -1
         self._heap.clear()
 
-    def _arm(self, when: float) -> None:
+    def _arm(self, when: float, *, early: bool = True) -> None:
         self._armed = when
+        self._learn = early
+        self._expiry = when - self.lead if early else when
         spec = _Itimerspec()
-        if when != float("inf"):
-            # An all-zero it_value disarms the fd, so a deadline at time 0 becomes 1 ns.
-            ns = max(1, int(when * 1e9))
+        if when != _NEVER:
+            # An all-zero it_value disarms the fd, so an expiry at time 0 becomes 1 ns.
+            ns = max(1, int(self._expiry * 1e9))
             spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(ns, 1_000_000_000)
         if _LIBC.timerfd_settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             # Cannot happen with a valid fd and spec; fall back to asyncio's timer rather
             # than lose the wake-up.
-            self.loop.call_at(when, self._fire)
+            self.loop.call_at(when, self._run_due)
 
-    def _fire(self) -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
+    def _expired(self) -> None:
+        """The fd is readable: its expiry passed. Learn how late we woke, then run."""
+        try:
             os.read(self.fd, 8)  # the expiry count; reading clears readability
-        now = self.loop.time()
+        except (BlockingIOError, InterruptedError):
+            self._run_due()  # a stale readiness (re-armed meanwhile): just re-check
+            return
+        if self._learn:
+            late = min(max(self.loop.time() - self._expiry, 0.0), MAX_LEAD)
+            self.lead += (late - self.lead) * LEAD_GAIN
+        self._run_due()
+
+    def _run_due(self) -> None:
+        """Run every deadline that passed, then arm the fd for the next one.
+
+        Waking a process after a long sleep is slow on a busy or virtual machine
+        (0.1-0.5 ms: an idle CPU has to be woken and rescheduled), and `_expired`
+        measures it into `lead`; so the fd is armed `lead` ahead of a deadline. When
+        that wake-up comes early, the fd is re-armed for the exact deadline: a sleep that
+        short (< `lead` <= MAX_LEAD) ends fast, the CPU has not gone idle yet. No busy
+        waiting, and a callback never runs before its deadline.
+        """
         heap = self._heap
+        now = self.loop.time()
         while heap and heap[0].when <= now:
             entry = heapq.heappop(heap)
             if not entry.cancelled:
@@ -163,7 +190,12 @@ class PreciseTimers:
                     )
         while heap and heap[0].cancelled:
             heapq.heappop(heap)  # no wake-up for a cancelled earliest deadline
-        self._arm(heap[0].when if heap else float("inf"))
+        if not heap:
+            self._arm(_NEVER)
+        elif heap[0].when - now <= self.lead:
+            self._arm(heap[0].when, early=False)
+        else:
+            self._arm(heap[0].when)
 
 
 _PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PreciseTimers] = (

@@ -34,12 +34,14 @@ Theory of operation.
 from __future__ import annotations
 
 import heapq
-import json
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, assert_never
+
+import orjson
 
 from faults import disk
 from faults.errors import FaultError
@@ -108,40 +110,76 @@ NS_PER_MS = 1_000_000
 # One hop over loopback and a proxy: 50..300 us, drawn per message.
 HOP_MIN_NS = 50_000
 HOP_MAX_NS = 300_000
+HOP_SPAN_NS = HOP_MAX_NS - HOP_MIN_NS + 1
 QUORUM_RETRY_NS = round(QUORUM_RETRY_S * 1e9)
 SIGKILL_CODE = -9
 HEAL_STEP = -1  # the nemesis logs its final heal as step -1
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_dumps = orjson.dumps
 
 
 class SimError(HarnessError):
     """The simulator was misused or its run dir cannot be written."""
 
 
+class LogSink:
+    """One log file's lines, kept in memory and written in large chunks: the simulator's
+    logs only need to be complete and byte-identical at the end, not flushed per event
+    (nothing reads them while the run goes on, except through `World.flush`)."""
+
+    __slots__ = ("_handle", "lines")
+
+    # Bound the memory of long runs: write out after this many lines.
+    CHUNK = 8192
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.lines: list[bytes] = []
+
+    def flush(self) -> None:
+        if self.lines:
+            self._handle.write(b"".join(self.lines))
+            self.lines.clear()
+        self._handle.flush()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self.flush()
+            self._handle.close()
+
+
 class SimLog:
     """An event log with the simulated clock: the same JSON lines as `EventWriter`
-    (t, kind, sid, boot, fields, in that key order), buffered, flushed on demand."""
+    (t, kind, sid, boot, fields, in that key order), encoded with orjson into a
+    `LogSink`."""
+
+    __slots__ = ("_clock", "_head", "_sink", "boot", "sid")
 
     def __init__(
-        self, handle: IO[str], clock: Callable[[], int], *, sid: int | None, boot: int | None
+        self, sink: LogSink, clock: Callable[[], int], *, sid: int | None, boot: int | None
     ) -> None:
-        self._handle = handle
+        self._sink = sink
         self._clock = clock
         self.sid = sid
         self.boot = boot
+        head: dict[str, Any] = {}
+        if sid is not None:
+            head["sid"] = sid
+        if boot is not None:
+            head["boot"] = boot
+        self._head = head
 
     def emit(self, kind: str, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
-        record: dict[str, Any] = {"t": self._clock(), "kind": kind}
-        if self.sid is not None:
-            record["sid"] = self.sid
-        if self.boot is not None:
-            record["boot"] = self.boot
+        record: dict[str, Any] = {"t": self._clock(), "kind": kind, **self._head}
         if fields:
             record.update(fields)
         if more:
             record.update(more)
-        self._handle.write(_encode(record) + "\n")
+        lines = self._sink.lines
+        lines.append(_dumps(record, option=_NEWLINE))
+        if len(lines) >= LogSink.CHUNK:
+            self._sink.flush()
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -228,7 +266,7 @@ class SimPeer:
         self.unsynced: list[Txn] = []
         self.clients: dict[int, ClientOp] = {}
         self.next_request = 1
-        self._queue: list[Callable[[], list[Any]]] = []
+        self._queue: deque[Callable[[], list[Any]]] = deque()
         self._busy = False
         self.log: SimLog
         self.storage: Storage
@@ -251,17 +289,23 @@ class SimPeer:
         self.world.sched.after_ns(delay_ns, lambda: self.deliver(action))
 
     def input(self, call: Callable[[], list[Any]]) -> None:
-        self._queue.append(call)
+        """Run a core call and perform its effects; calls that effects queue (GoLooking,
+        Decided) run after, in order, never nested."""
+        queue = self._queue
         if self._busy:
+            queue.append(call)
+            return
+        if not self.alive:
             return
         self._busy = True
         try:
-            while self._queue and self.alive:
-                self._run(self._queue.pop(0)())
+            self._run(call())
+            while queue and self.alive:
+                self._run(queue.popleft()())
         finally:
             self._busy = False
             if not self.alive:
-                self._queue.clear()
+                queue.clear()
 
     def start_election(self) -> list[Any]:
         return self.election.start(
@@ -273,6 +317,7 @@ class SimPeer:
     # --- effects ----------------------------------------------------------------
 
     def _run(self, effects: Iterable[Any]) -> None:
+        # cases in order of frequency (Send, Emit, timers): `match` tries them in turn
         for effect in effects:
             if not self.alive:
                 return
@@ -282,12 +327,12 @@ class SimPeer:
                         self.world.send_vote(self, to, message)
                     else:
                         self.world.send_zab(self, to, message)
+                case Emit(kind=kind, fields=fields):
+                    self.log.emit(kind, fields)
                 case SetTimer(name=name, delay_ms=delay_ms):
                     self._set_timer(name, delay_ms)
                 case CancelTimer(name=name):
                     self.timers.pop(name, None)
-                case Emit(kind=kind, fields=fields):
-                    self.log.emit(kind, fields)
                 case Decided(state=state, vote=vote):
                     self._decided(state, vote.leader)
                 case GoLooking():
@@ -500,6 +545,7 @@ class World:
         self.data_root = data_root
         self.sched = Scheduler()
         self.rng = random.Random(f"quorum-chaos-sim:{spec.seed}")
+        self._random = self.rng.random
         self.nemesis_rng = random.Random(spec.seed)
         self.disk_rng = random.Random(f"nemesis-disk:{spec.seed}")
         self.stats = SimStats()
@@ -512,8 +558,8 @@ class World:
         self._conn_ids = 0
         self._incarnations = 0
         self._link_clock: dict[tuple[int, int, int], int] = {}
-        self._handles: list[IO[str]] = []
-        self._peer_logs: dict[int, IO[str]] = {}
+        self._sinks: list[LogSink] = []
+        self._peer_logs: dict[int, LogSink] = {}
         clock = self._clock
         self.harness = SimLog(self._open(HARNESS_LOG), clock, sid=None, boot=None)
         history = SimLog(self._open(HISTORY_LOG), clock, sid=None, boot=None)
@@ -524,29 +570,31 @@ class World:
     def _clock(self) -> int:
         return self.sched.now
 
-    def _open(self, name: str) -> IO[str]:
-        handle = (self.run_dir / name).open("w", encoding="utf-8", buffering=1 << 16)
-        self._handles.append(handle)
-        return handle
+    def _open(self, name: str) -> LogSink:
+        sink = LogSink((self.run_dir / name).open("wb"))
+        self._sinks.append(sink)
+        return sink
 
     def flush(self) -> None:
-        for handle in self._handles:
-            handle.flush()
+        """Write every buffered log line out (for readers during a run)."""
+        for sink in self._sinks:
+            sink.flush()
 
     def close(self) -> None:
         for peer in self.peers.values():
             if peer.alive:
                 peer.alive = False
                 peer.storage.close()
-        for handle in self._handles:
-            handle.close()
+        for sink in self._sinks:
+            sink.close()
 
     def next_token(self) -> int:
         self._tokens += 1
         return self._tokens
 
     def hop(self) -> int:
-        return self.rng.randint(HOP_MIN_NS, HOP_MAX_NS)
+        # random() is one C call; randint() costs several Python frames per message
+        return HOP_MIN_NS + int(self._random() * HOP_SPAN_NS)
 
     def data_dir(self, sid: int) -> Path:
         return self.data_root / f"peer-{sid}"
@@ -554,14 +602,18 @@ class World:
     def _transit(self, src: int, dst: int, channel: int) -> int:
         """Arrival time of a message sent now on (src -> dst, channel): a hop plus the
         link's latency toxic, never before the previous message on it (TCP is FIFO)."""
-        delay = self.hop()
-        toxic = self.net.delay_of(src, dst)
-        if toxic is not None:
-            jitter = toxic.jitter_ms
-            extra = toxic.latency_ms + (self.rng.randint(-jitter, jitter) if jitter else 0)
-            delay += max(0, extra) * NS_PER_MS
+        delay = HOP_MIN_NS + int(self._random() * HOP_SPAN_NS)
+        if self.net.delays:
+            toxic = self.net.delay_of(src, dst)
+            if toxic is not None:
+                jitter = toxic.jitter_ms
+                extra = toxic.latency_ms + (self.rng.randint(-jitter, jitter) if jitter else 0)
+                delay += max(0, extra) * NS_PER_MS
         key = (src, dst, channel)
-        t = max(self.sched.now + delay, self._link_clock.get(key, 0) + 1)
+        t = self.sched.now + delay
+        previous = self._link_clock.get(key, 0)
+        if t <= previous:
+            t = previous + 1
         self._link_clock[key] = t
         return t
 
@@ -761,7 +813,16 @@ class World:
             self.stats.dropped += 1
             return
         t = self._transit(peer.sid, to, 0)
-        self.sched.at(t, lambda: target.deliver(lambda: self._vote_received(target, n)))
+        self.sched.at(t, lambda: self._vote_arrived(target, n))
+
+    def _vote_arrived(self, peer: SimPeer, n: Notification) -> None:
+        # one closure per message: `deliver`'s checks inlined for the hot path
+        if not peer.alive:
+            return
+        if peer.paused:
+            peer.deferred.append(lambda: self._vote_received(peer, n))
+            return
+        self._vote_received(peer, n)
 
     def _vote_received(self, peer: SimPeer, n: Notification) -> None:
         vote = n.vote
@@ -815,7 +876,15 @@ class World:
         if target is None or not target.alive:
             return
         t = self._transit(peer.sid, to, conn.id)
-        self.sched.at(t, lambda: target.deliver(lambda: self._zab_received(target, conn, message)))
+        self.sched.at(t, lambda: self._zab_arrived(target, conn, message))
+
+    def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
+        if not peer.alive:
+            return
+        if peer.paused:
+            peer.deferred.append(lambda: self._zab_received(peer, conn, message))
+            return
+        self._zab_received(peer, conn, message)
 
     def _zab_received(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not conn.open:

@@ -243,7 +243,7 @@ def test_progress_display_survives_a_failing_sample() -> None:
 )
 def test_exit_codes(outcome: str, verdict: str | None, code: int) -> None:
     data = None if verdict is None else {"verdict": verdict}
-    assert runner._exit_code(outcome, data) == code
+    assert runner._exit_code(runner.RunOutcome(outcome), data) == code
 
 
 # --- infrastructure failure --------------------------------------------------------------------
