@@ -1,18 +1,18 @@
 """Proxy overhead figures: direct loopback vs the embedded Toxiproxy server (vs a real
 toxiproxy-server when TOXIPROXY_URL is set or one is on PATH).
 
-For each proxy server, `--runs` times, it measures:
-- bulk throughput through the proxy (best of `--repeat`) and the proxy's CPU seconds
-  per GiB moved (user + system of the proxy process);
+For each proxy server (a fresh one per run), `--runs` times, it measures, in order:
 - the 64-byte round trip, direct and proxied *interleaved* in batches (same process,
   same moment, same echo server), so machine noise hits both alike; the overhead is the
   median over batches of (proxied p50 - direct p50), and p95/p99 are pooled;
 - the error of a 50 ms latency toxic (round trip - 50 ms), p50/p95/p99, its excess over
   an untoxic round trip after the same 50 ms of idleness (see `latency_samples`), and
-  the proxy's CPU per held message;
+  the proxy's CPU per held message (10 ms tick resolution: a rough figure);
+- bulk throughput, direct and through the proxy (best of `--repeat`), and the proxy's
+  CPU seconds per GiB moved (user + system of the proxy process);
 - the proxy's peak RSS while a slow reader drains a 1 GiB transfer (flow control).
 It prints one line per run and then the median of the runs, with the min-max spread of
-the two latency figures. The echo and source servers are threads of this process with
+the three latency figures. The echo and source servers are threads of this process with
 TCP_NODELAY; the client is a tight blocking loop with a warm-up.
 
 Run: `python benchmarks/proxy.py [--runs 3] [--bulk-mib 256]`.
@@ -199,13 +199,9 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
         return client.create_proxy(name, "127.0.0.1:0", upstream).listen
 
     with serve(_Source, total) as source, serve(_Echo) as echo:
-        src = route(source, "bench_bulk")
-        row["direct MB/s"] = max(bulk(source, total) for _ in range(args.repeat)) / 1e6
-        cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
-        rates = [bulk(src, total) for _ in range(args.repeat)]
-        cpu1 = sum(proc.cpu_times()[:2]) if proc else 0.0
-        row["bulk MB/s"] = max(rates) / 1e6
-        row["cpu s/GiB"] = (cpu1 - cpu0) / (total * args.repeat / (1 << 30)) if proc else -1
+        # Small messages first, on a fresh server, as in a chaos run (peers exchange
+        # small messages): a bulk transfer first would warm the allocator (glibc raises
+        # its mmap threshold after freeing a large block) and hide per-read costs.
         ech = route(echo, "bench_rtt")
         overhead, direct, proxied = interleaved_rtt(echo, ech, args.batches, args.per_batch)
         row["direct p50 us"] = pct(direct, 0.5) * 1e6
@@ -224,6 +220,13 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
         row["lat cpu ms/msg"] = (cpu1 - cpu0) / len(held) * 1e3 if proc else -1
         client.delete_proxy("bench_lat")
         client.delete_proxy("bench_rtt")
+        src = route(source, "bench_bulk")
+        row["direct MB/s"] = max(bulk(source, total) for _ in range(args.repeat)) / 1e6
+        cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
+        rates = [bulk(src, total) for _ in range(args.repeat)]
+        cpu1 = sum(proc.cpu_times()[:2]) if proc else 0.0
+        row["bulk MB/s"] = max(rates) / 1e6
+        row["cpu s/GiB"] = (cpu1 - cpu0) / (total * args.repeat / (1 << 30)) if proc else -1
         client.delete_proxy("bench_bulk")
     if proc is not None:
         with serve(_Source, 1 << 30) as source:

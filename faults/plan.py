@@ -101,7 +101,7 @@ __all__ = [
 ]
 
 PLAN_VERSION = 1
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: `mixed` and `crash-restart` gained the bug-hunting episodes
 MAX_PEERS = 99
 
 
@@ -1221,6 +1221,72 @@ class _Gen:
         self.hold()
         self.emit(Workload(on=True))
 
+    # Episodes aimed at known bug classes (SPEC section 6): each sets up the state a
+    # bug needs (an uncommitted tail, peers with stale epochs, a fresh sync) by
+    # sequencing faults a single random fault rarely lines up.
+
+    def leader_tail(self) -> None:
+        """The leader takes writes it cannot commit (it is cut off, or slowed by
+        latency and then crashed, both under load), the others elect a new leader,
+        mostly with the workload stopped so the new epoch has no txns of its own, then
+        the old leader rejoins holding a tail nobody else has: TRUNC (ZOOKEEPER-1156),
+        and an election where logged and committed zxids differ."""
+        slowed = self.rng.random() < 0.5
+        if slowed:
+            latency = self.rng.randint(1, self.tick)
+            self.emit(Latency(links="all", latency_ms=latency, jitter_ms=latency))
+            self.t += self.ticks(1, 3)
+        crashed = self.rng.random() < 0.5
+        self.emit(Crash(target=Sym.LEADER) if crashed else Partition(shape=Shape.ISOLATE_LEADER))
+        # While cut off, the old leader keeps logging the writes sent to it.
+        self.t += self.ticks(1, 4)
+        quiet = self.rng.random() < 0.7
+        if quiet:
+            self.emit(Workload(on=False))
+        self.hold()
+        if slowed or not crashed:
+            self.emit(Heal())
+        if crashed:
+            self.emit(Restart(target=Sym.ALL))
+        if quiet:
+            self.t += self.ticks(10, 20)  # it rejoins and syncs before new writes
+            self.emit(Workload(on=True))
+
+    def stale_epoch(self) -> None:
+        """With no writes (equal zxids everywhere), the highest sid and then the
+        leader miss an epoch change; they restart with the old epoch while the rest
+        hold the new one, sometimes just as the new leader crashes too, so votes with
+        equal zxids and different epochs and rounds race (ZOOKEEPER-1419, -1514)."""
+        self.emit(Workload(on=False))
+        self.t += self.ticks(2, 5)
+        self.emit(Crash(target=self.peers[-1]))
+        self.t += self.ticks(1, 5)
+        self.emit(Crash(target=Sym.LEADER))
+        self.hold()  # the rest elect a leader of a new epoch
+        race = self.rng.random() < 0.5
+        if race:
+            self.emit(Crash(target=Sym.LEADER))
+            self.t += self.ticks(0, 2)
+        self.emit(Restart(target=Sym.ALL))
+        self.hold()
+        self.emit(Workload(on=True))
+
+    def resync_crash(self) -> None:
+        """A follower lags (paused under load), the leader crashes, and right after
+        the next election synced it, the follower or everyone loses power: what was
+        acknowledged at NEWLEADER must have been on disk (ZOOKEEPER-3911/4646), and
+        acceptedEpoch must have been persisted before ACKEPOCH."""
+        self.emit(Pause(target=Sym.FOLLOWER))
+        self.hold()
+        self.emit(Crash(target=Sym.LEADER))
+        self.emit(Resume(target=Sym.ALL))
+        # The election and sync take a few ticks: hit inside or just after them.
+        self.t += self.ticks(2, 10)
+        # (symbolic targets only: after Crash(leader) no explicit sid is certain to run)
+        self.emit(Crash(target=self.rng.choice([Sym.ALL, Sym.FOLLOWER])))
+        self.t += self.ticks(1, 5)
+        self.emit(Restart(target=Sym.ALL))
+
 
 def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
     match profile:
@@ -1229,7 +1295,14 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
         case "latency":
             return [g.slow]
         case "crash-restart":
-            return [g.crash, g.crash, lambda: g.crash(graceful=True)]
+            return [
+                g.crash,
+                g.crash,
+                lambda: g.crash(graceful=True),
+                g.leader_tail,
+                g.stale_epoch,
+                g.resync_crash,
+            ]
         case "pause":
             return [g.pause]
         case "disk":
@@ -1247,6 +1320,10 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 g.combo,
                 g.combo,
                 g.workload_off,
+                g.leader_tail,
+                g.leader_tail,
+                g.stale_epoch,
+                g.resync_crash,
             ]
 
 

@@ -490,6 +490,11 @@ class _Checker:
         elif kind == "recovered":
             peer.last_zxid = _int(ev, "last_zxid")
             peer.last_zxid_event = ev
+        elif kind == "snapshot" and f.get("installed") is True:
+            # A SNAP sync replaces the data dir with the leader's snapshot, fsynced:
+            # the peer now durably holds everything up to its zxid (and nothing after).
+            peer.last_zxid = _int(ev, "zxid")
+            peer.last_zxid_event = ev
         elif kind == "state" or kind == "decided":
             state = f.get("state")
             if state != ServerState.LEADING:
@@ -916,20 +921,22 @@ class _Checker:
         a disk fault hit that peer since its last boot (then it is noted)."""
         last_spawn: dict[int, Event] = {}
         last_disk: dict[int, Event] = {}
-        starts: dict[int, list[Event]] = {}  # nemesis steps that (re)started a peer
+        # Nemesis steps that (re)started a peer: logged once done, after the exit.
+        starts: dict[int, list[Event]] = {}
+        for ev in self.harness_events:
+            if ev.kind == "fault" and ev.fields.get("what") in ("restart", "start"):
+                targets = ev.fields.get("targets")
+                for sid in targets if isinstance(targets, list) else []:
+                    starts.setdefault(sid, []).append(ev)
         for ev in self.harness_events:
             f = ev.fields
             kind = ev.kind
             if kind == "spawn" and type(ev.sid) is int:
                 last_spawn[ev.sid] = ev
-            elif kind == "fault":
-                targets = f.get("targets") or []
-                what = f.get("what")
+            elif kind == "fault" and f.get("what") in DISK_FAULTS:
+                targets = f.get("targets")
                 for sid in targets if isinstance(targets, list) else []:
-                    if what in DISK_FAULTS:
-                        last_disk[sid] = ev
-                    elif what in ("restart", "start"):
-                        starts.setdefault(sid, []).append(ev)
+                    last_disk[sid] = ev
             elif kind == "exit" and type(ev.sid) is int and f.get("code") == REFUSED_EXIT_CODE:
                 self.judge_refusal(ev.sid, last_spawn.get(ev.sid), ev, last_disk, starts)
 
@@ -956,10 +963,13 @@ class _Checker:
                 f"the planted disk fault {disk.fields.get('what')!r} at {disk.where()}"
             )
             return
-        # The nemesis logs its step once done, so at or after the exit.
         start = next((e for e in starts.get(sid, []) if e.t >= spawn.t), None)
         detail = start.fields.get("detail") if start is not None else None
-        why = f": {detail}" if isinstance(detail, str) and detail else ""
+        # A step on several peers joins their details with "; peer ": keep this peer's.
+        why = ""
+        if isinstance(detail, str) and f"peer {sid} " in detail:
+            mine = detail[detail.index(f"peer {sid} ") :]
+            why = f" ({mine.split('; peer ')[0]})"
         self.violate(
             Property.RECOVERY,
             [sid],

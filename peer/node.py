@@ -17,6 +17,23 @@ direction of a link. ZooKeeper's QuorumCnxManager keeps one connection per pair 
 drops the one dialed by the smaller sid; with a connection per direction there is
 nothing to de-duplicate, so that rule has no work to do here. The quorum (ZAB) link is
 a learner's single connection to its leader, used both ways, as in ZooKeeper.
+
+Timing (delivery, never rules). Two repairs keep an election from waiting out a
+notification timeout (200 ms and up) for a vote that was merely mistimed; both only
+deliver late a notification the cores already produced, which FLE must tolerate anyway:
+- An undelivered vote (the dial to j failed: j not listening yet, or restarting) is
+  kept and sent as soon as j shows it is up again, i.e. when a notification from j
+  arrives. ZooKeeper gets this from its two-way connections: j's dial makes i's
+  SendWorker send its last message. The core is silent towards a same-round sender
+  whose vote loses, so without this a peer that started late learns the better vote
+  only from the sender's timer.
+- A LOOKING notification from a newer round that arrives while this peer is still
+  decided (its leader died a moment ago and it has not noticed yet) is answered by the
+  core and then forgotten; it is also held here, and fed to the core again right
+  after this peer enters LOOKING, if it is younger than `min_notification_ms` (later
+  than that, the sender's own timer has re-sent it). Without it the peers that notice
+  a dead leader last propose themselves, the early ones stay silent (their vote wins),
+  and the ensemble splits until a timer fires: the ~200 ms tail of SIGKILL recovery.
 """
 
 from __future__ import annotations
@@ -80,6 +97,7 @@ class _Outbound:
 
     pending: Notification | None = None
     last: Notification | None = None
+    undelivered: Notification | None = None  # newest vote whose dial failed
     writer: asyncio.StreamWriter | None = None
     wake: asyncio.Event | None = None
     task: asyncio.Task[None] | None = None
@@ -122,6 +140,8 @@ class Node:
         self._dialing: dict[int, asyncio.Task[None]] = {}
         # FOLLOWERINFOs that arrived while this peer was still LOOKING (see _accept_quorum).
         self._early: dict[int, FollowerInfo] = {}
+        # Newer-round LOOKING notifications received while decided: (loop time, note).
+        self._held: dict[int, tuple[float, Notification]] = {}
         self._unsynced: list[Txn] = []
         self._clients: dict[int, asyncio.Future[ClientReply]] = {}
         self._next_request = 1
@@ -206,11 +226,28 @@ class Node:
             self._busy = False
 
     def _start_election(self) -> list[Any]:
-        return self.election.start(
+        effects: list[Any] = self.election.start(
             peer_epoch=self.replica.current_epoch,
             last_zxid=self.replica.last_zxid,
             committed_zxid=self.replica.committed_zxid,
         )
+        return effects + self._replay_held()
+
+    def _replay_held(self) -> list[Any]:
+        """Feed the core the newer-round votes that came while it was decided (see the
+        module docstring), newest round first, each still at least as new as mine."""
+        held, self._held = self._held, {}
+        if not held:
+            return []
+        horizon = self.config.timing.min_notification_ms / 1000.0
+        now = asyncio.get_running_loop().time()
+        effects: list[Any] = []
+        for at, n in sorted(held.values(), key=lambda h: (-h[1].round, h[1].sender)):
+            if now - at > horizon or n.round < self.election.round:
+                continue
+            self.events.emit("vote_recv", {**_vote_fields(n), "replayed": True})
+            effects += self.election.receive(n)
+        return effects
 
     def _run(self, effects: Iterable[Any]) -> None:
         for effect in effects:
@@ -346,13 +383,16 @@ class Node:
             if out.writer is None or out.writer.is_closing():
                 link = await self._dial(dial.election.host, dial.election.port)
                 if link is None:
-                    continue  # dropped: the notification timer re-sends
+                    # Kept for when j shows up (_vote_received); the timer re-sends too.
+                    out.undelivered = message
+                    continue
                 reader, out.writer = link
                 out.watcher = asyncio.create_task(self._watch(reader, out.writer))
                 if out.last is not None and out.last != message:
                     self._write_vote(j, out.writer, out.last)
             self._write_vote(j, out.writer, message)
             out.last = message
+            out.undelivered = None
             try:
                 await out.writer.drain()
             except (ConnectionError, OSError):
@@ -415,18 +455,23 @@ class Node:
             writer.close()
 
     def _vote_received(self, n: Notification) -> None:
-        self.events.emit(
-            "vote_recv",
-            {
-                "from": n.sender,
-                "leader": n.vote.leader,
-                "zxid": n.vote.zxid,
-                "peer_epoch": n.vote.peer_epoch,
-                "round": n.round,
-                "state": n.state.value,
-            },
-        )
-        self._input(lambda: self.election.receive(n))
+        self.events.emit("vote_recv", _vote_fields(n))
+        election = self.election
+        if (
+            n.state is ServerState.LOOKING
+            and election.state is not ServerState.LOOKING
+            and n.round > election.round
+            and n.sender in self._out
+        ):
+            self._held[n.sender] = (asyncio.get_running_loop().time(), n)
+        self._input(lambda: election.receive(n))
+        # n proves its sender is up: deliver the vote a failed dial left behind, unless
+        # the core just queued a newer one.
+        out = self._out.get(n.sender)
+        if out is not None and out.undelivered is not None and out.pending is None:
+            out.pending, out.undelivered = out.undelivered, None
+            if out.wake is not None:
+                out.wake.set()
 
     # --- quorum links -----------------------------------------------------------
 
@@ -610,6 +655,17 @@ class Node:
 def _reply(rid: Any, *, ok: bool, **fields: Any) -> bytes:
     body = {"id": rid, "ok": ok, **{k: v for k, v in fields.items() if v is not None}}
     return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+
+
+def _vote_fields(n: Notification) -> dict[str, Any]:
+    return {
+        "from": n.sender,
+        "leader": n.vote.leader,
+        "zxid": n.vote.zxid,
+        "peer_epoch": n.vote.peer_epoch,
+        "round": n.round,
+        "state": n.state.value,
+    }
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

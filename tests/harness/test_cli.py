@@ -2,8 +2,9 @@
 (a traceback only with --debug); a real run on real processes prints its seed, progress,
 verdict, run dir, report and replay command and keeps everything in its run dir; `check`
 on a copy gives the same verdict; `report` writes the page; `replay` reruns the same
-plan into a new run dir. The long runs (several seeds and profiles on the correct peer,
-the planted bugs) are `slow`."""
+plan into a new run dir; an interrupted run (Ctrl-C, SIGTERM) keeps its dir, heals,
+reaps every process and is still checked. The long runs (several seeds and profiles on
+the correct peer, the planted bugs) are `slow`."""
 
 from __future__ import annotations
 

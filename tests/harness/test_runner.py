@@ -204,7 +204,9 @@ def test_progress_display_writes_lines_then_a_final_one() -> None:
     plain = io.StringIO()
     display = ProgressDisplay(sample, stream=plain, interval_s=0.01)
     display.start()
+    deadline = time.monotonic() + 30.0
     while display.lines < 3:
+        assert time.monotonic() < deadline, "the display wrote fewer than 3 lines in 30 s"
         time.sleep(0.005)
     display.stop()
     lines = plain.getvalue().splitlines()
