@@ -213,7 +213,11 @@ class Node:
 
     def _input(self, call: Callable[[], list[Any]]) -> None:
         """Feed one input to a core and run its effects. Effects can cause further
-        inputs (Decided -> replica.lead()); those queue behind, never nest."""
+        inputs (Decided -> replica.lead()); those queue behind, never nest.
+        Once a stop is requested nothing reaches the cores any more: a peer that has
+        logged `shutdown` must not propose, commit or vote (the checker holds it to that)."""
+        if self._stopped.is_set():
+            return
         self._queue.append(call)
         if self._busy:
             return
@@ -621,6 +625,8 @@ class Node:
         value = request.get("value")
         if not isinstance(value, str):
             return _reply(rid, ok=False, error="bad_request", why="value must be a string")
+        if self._stopped.is_set():  # shutting down: never proposed, so a definite refusal
+            return _reply(rid, ok=False, error="not_serving", why="shutting down")
         request_id = self._next_request
         self._next_request += 1
         fut: asyncio.Future[ClientReply] = asyncio.get_running_loop().create_future()
