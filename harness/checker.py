@@ -30,6 +30,11 @@ Soundness choices (documented so a reader can judge a verdict):
   delivered, skipped by another between two of its deliveries) within one following
   period: a re-election, sync or trunc starts a new period because a SNAP sync
   legitimately replaces state without deliveries.
+- Recovery: a peer's "last fsynced zxid" is the newest of its `logged` zxids, the
+  zxid it `delivered` last (a correct peer delivers only what it has on disk), an
+  installed snapshot's zxid, lowered by a `trunc`. A restarted peer must come back with
+  at least that, and must start at all: exit code 2 with no `boot` after a spawn of a
+  peer that ran before is a violation, unless a disk fault hit it since (noted).
 - Durability: a zxid is durable from its first `commit` event or the `ok` of the
   client write that carries it. A leader established later than that must hold it;
   it is missing when the leader's last fsynced zxid at establishment is below it.
@@ -466,6 +471,12 @@ class _Checker:
                 )
             peer.last_deliver = ev
             peer.held.add(z)
+            if z > peer.last_zxid:
+                # Delivered implies on this peer's disk in a correct peer (proposals are
+                # fsynced before their ACK, synced txns before the NEWLEADER ACK, both
+                # before any COMMIT/UPTODATE can deliver them): a restart must keep it.
+                peer.last_zxid = z
+                peer.last_zxid_event = ev
             first = self.delivered.get(z)
             if first is None:
                 self.delivered[z] = ev

@@ -10,7 +10,7 @@ A connection is two asyncio BufferedProtocols (client side, upstream side) and t
 (`upstream`: client to server, `downstream`: server to client). With no toxic in a
 link's direction, bytes go straight from one transport to the other (the fast path; no
 task, no clock read, no allocation: sockets are read with `recv_into` into one buffer
-per proxy, and a chunk is copied only when the destination cannot take it at once).
+per loop, and a chunk is copied only when the destination cannot take it at once).
 With toxics, each chunk is copied, stamped with its read time and queued; one pump task
 per link walks the chain for each chunk in order. Flow control: the source stops
 reading while the destination transport is above its high-water mark or the pump's
@@ -33,6 +33,7 @@ import asyncio
 import random
 import socket
 import struct
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from faults.toxiproxy.toxics import Stream, ToxicType
 WRITE_HIGH = 1 << 20  # transport write buffer high-water mark (bytes)
 WRITE_LOW = 1 << 18
 QUEUE_LIMIT = 16 << 20  # bytes queued in a toxic chain before the source pauses
-RECV_BUFFER = 256 << 10  # one read at most (asyncio's own read size); one per proxy
+RECV_BUFFER = 256 << 10  # one read at most (asyncio's own read size); one per loop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +82,36 @@ class _Attached:
             self.waiter.set_result(None)
 
 
+class _RecvBuffer:
+    """The one receive buffer of a loop's proxied sockets.
+
+    Every read lands here and is consumed (written on or copied) before the callback
+    returns, and one loop runs one callback at a time, so one buffer serves all
+    connections of all proxies: 256 KiB per process, not per socket.
+    """
+
+    __slots__ = ("view",)
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(RECV_BUFFER))
+
+    def renew(self) -> None:
+        """A fresh buffer, when a transport may still hold a view of the current one."""
+        self.view = memoryview(bytearray(RECV_BUFFER))
+
+
+_RECV: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RecvBuffer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _recv_buffer_for(loop: asyncio.AbstractEventLoop) -> _RecvBuffer:
+    buffer = _RECV.get(loop)
+    if buffer is None:
+        buffer = _RECV[loop] = _RecvBuffer()
+    return buffer
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -89,7 +120,7 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class _Side(asyncio.BufferedProtocol):
     """One socket of a proxied connection.
 
-    A BufferedProtocol: the transport reads into the proxy's one receive buffer
+    A BufferedProtocol: the transport reads into the loop's one receive buffer
     (`recv_into`), so a read allocates nothing; asyncio's plain Protocol allocates a
     256 KiB bytes per read, which glibc serves with mmap/mremap/munmap, three extra
     system calls per message. `Link.feed` copies what it must keep.
@@ -113,12 +144,12 @@ class _Side(asyncio.BufferedProtocol):
             self.conn = Connection(self.proxy, self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.proxy.recv_view
+        return self.proxy.recv.view
 
     def buffer_updated(self, nbytes: int) -> None:
         link = self.link_in
         if link is not None:
-            link.feed(self.proxy.recv_view[:nbytes])
+            link.feed(self.proxy.recv.view[:nbytes])
 
     def eof_received(self) -> bool:
         if self.link_in is not None:
@@ -176,7 +207,7 @@ class Link:
                 if dst.get_write_buffer_size():
                     # A partial send: the transport kept the rest, and some Python
                     # versions keep a view rather than a copy. Stop reusing the buffer.
-                    self.conn.proxy.renew_recv_buffer()
+                    self.conn.proxy.recv.renew()
             return
         self.queue.append((self.conn.loop.time(), bytes(data)))
         self.queued += len(data)
@@ -503,7 +534,7 @@ class Proxy:
         self.toxics: list[Toxic] = []
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
-        self.recv_view = memoryview(bytearray(RECV_BUFFER))
+        self.recv = _recv_buffer_for(loop)
         self._on_closed = on_closed
 
     async def start(self) -> None:
@@ -525,10 +556,6 @@ class Proxy:
         self.enabled = False
         for conn in list(self.connections):
             conn.close()
-
-    def renew_recv_buffer(self) -> None:
-        """A fresh receive buffer, when the transport may still hold a view of the old."""
-        self.recv_view = memoryview(bytearray(RECV_BUFFER))
 
     def count_closed(self, conn: Connection) -> None:
         self._on_closed(self, conn)

@@ -6,7 +6,8 @@ source once its write buffer (1 MiB) or toxic queue (16 MiB) is full, so only so
 buffers plus that much get through before the stall, the proxy's RSS grows by less than
 that, and every byte sent arrives, in order, once the reader reads. Both the direct path
 (no toxic) and the toxic path (a latency toxic queues chunks) are checked, on a server
-of our own (its RSS is read with psutil).
+of our own (its RSS is read with psutil). And since every proxied socket reads into one
+shared buffer, concurrent connections must each get back exactly their own bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from faults.toxiproxy.client import ToxiproxyClient
 from faults.toxiproxy.process import spawn_server, stop_server
+from tests.toxiproxy.conftest import connect
 
 OFFER = 128 << 20
 BOUND = 48 << 20  # socket buffers (autotuned, up to tcp_rmem max) + proxy buffers
@@ -104,3 +106,47 @@ def test_slow_reader_bounds_memory_and_loses_nothing(
             assert received == source.sent
     finally:
         source.close()
+
+
+def test_concurrent_connections_keep_their_own_bytes(
+    api: ToxiproxyClient, name: str, echo: str
+) -> None:
+    # All proxied sockets of a server read into one shared buffer; several connections
+    # streaming at once through two proxies (one with a toxic, which copies and queues)
+    # must each get back exactly their own bytes.
+    toxic_name = name + "_t"
+    plain = api.create_proxy(name, "127.0.0.1:0", echo)
+    toxic = api.create_proxy(toxic_name, "127.0.0.1:0", echo)
+    api.add_toxic(toxic_name, type="latency", attributes={"latency": 1})
+    results: dict[int, bytes] = {}
+    payloads = {i: bytes([i]) * 97 + bytes(range(256)) * 1024 for i in range(6)}
+
+    def run(index: int, listen: str) -> None:
+        with connect(listen) as sock:
+            sock.settimeout(10)
+            sender = threading.Thread(target=sock.sendall, args=(payloads[index],))
+            sender.start()
+            got = bytearray()
+            while len(got) < len(payloads[index]):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            sender.join(10)
+            results[index] = bytes(got)
+
+    try:
+        threads = [
+            threading.Thread(target=run, args=(i, (plain if i % 2 else toxic).listen))
+            for i in payloads
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(results) == sorted(payloads)
+        for index, payload in payloads.items():
+            assert results[index] == payload, f"connection {index} got other bytes"
+    finally:
+        api.delete_proxy(name)
+        api.delete_proxy(toxic_name)
