@@ -12,7 +12,7 @@ run of the environment, and unrelated runs must pay nothing for it.
 
 Example (a whole chaos test):
 
-    @pytest.mark.chaos(peers=3, duration=6, profile="partitions")
+    @pytest.mark.chaos(peers=3, duration=10, profile="partitions")
     def test_partitions(chaos_cluster, chaos_nemesis, chaos_check):
         cluster = chaos_cluster()
         chaos_nemesis().run()
@@ -116,7 +116,7 @@ OPTIONS: tuple[_Option, ...] = (
         default=1,
         help="repeat each chaos test N times with seeds derived from the base seed",
     ),
-    _Option(name="duration", kind=_positive_float, default=6.0, help="seconds of faults"),
+    _Option(name="duration", kind=_positive_float, default=10.0, help="seconds of faults"),
     _Option(name="peers", kind=_positive_int, default=3, help="voting peers per cluster"),
     _Option(name="keep", kind=_flag, default=False, help="keep run dirs of passing tests too"),
     _Option(
@@ -250,7 +250,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "chaos(peers=3, duration=6, profile='mixed', bug=None, seed=None, observers=0, "
+        "chaos(peers=3, duration=10, profile='mixed', bug=None, seed=None, observers=0, "
         "timing='fast'): per-test quorum-chaos settings (they win over --chaos-* options)",
     )
     # Validate session settings now, so a bad env or ini value is a usage error at once.

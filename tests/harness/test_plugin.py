@@ -46,7 +46,7 @@ def test_defaults_and_random_seed_in_header(pytester: pytest.Pytester, tmp_path:
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["quorum-chaos: base seed * (random), runs 1"])
     (out,) = _settings_out(tmp_path)
-    assert out["peers"] == 3 and out["duration"] == 6.0 and out["profile"] == "mixed"
+    assert out["peers"] == 3 and out["duration"] == 10.0 and out["profile"] == "mixed"
     assert out["sources"]["seed"] == "random"  # type: ignore[index]
     assert not Path(str(out["run_dir"])).exists(), "a passing test's run dir is removed"
 
