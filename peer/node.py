@@ -43,33 +43,16 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any
 
 import peer.wire as wire
 from harness.events import EventWriter
 from peer.config import ClusterConfig, Dial
 from peer.domain import Bug, ServerState, Txn
-from peer.effects import (
-    AppendTxns,
-    CancelTimer,
-    ClientFailure,
-    ClientReply,
-    CloseQuorum,
-    ConnectLeader,
-    Decided,
-    Emit,
-    GoLooking,
-    InstallSnapshot,
-    PersistAcceptedEpoch,
-    PersistCurrentEpoch,
-    Send,
-    SetTimer,
-    SyncLog,
-    TruncateLog,
-    WriteSnapshot,
-)
+from peer.effect_dispatch import EffectRunner
+from peer.effects import ClientFailure, ClientReply
 from peer.election import Election
 from peer.messages import FollowerInfo, Notification
 from peer.replication import Phase, Replica
@@ -112,8 +95,9 @@ class _Quorum:
     task: asyncio.Task[None] | None = None
 
 
-class Node:
-    """One peer process: owns the sockets, timers, storage and event log."""
+class Node(EffectRunner):
+    """One peer process: owns the sockets, timers, storage and event log; effects run
+    through `peer.effect_dispatch.EffectRunner` (the same dispatch as the simulator's)."""
 
     def __init__(
         self,
@@ -253,68 +237,23 @@ class Node:
             effects += self.election.receive(n)
         return effects
 
-    def _run(self, effects: Iterable[Any]) -> None:
-        for effect in effects:
-            match effect:
-                case Send(to=to, message=message):
-                    self._send(to, message)
-                case SetTimer(name=name, delay_ms=delay_ms):
-                    self._set_timer(name, delay_ms)
-                case CancelTimer(name=name):
-                    handle = self._timers.pop(name, None)
-                    if handle is not None:
-                        handle.cancel()
-                case Emit(kind=kind, fields=fields):
-                    self.events.emit(kind, fields)
-                case Decided(state=state, vote=vote):
-                    self._decided(state, vote.leader)
-                case GoLooking():
-                    self._queue.append(self._start_election)
-                case ConnectLeader(leader=leader):
-                    self._connect_leader(leader)
-                case CloseQuorum(peer=peer):
-                    self._close_quorum(peer)
-                case PersistAcceptedEpoch(epoch=epoch):
-                    # the core emits epoch_accepted right after this effect
-                    self.storage.set_accepted_epoch(epoch)
-                case PersistCurrentEpoch(epoch=epoch):
-                    self.storage.set_current_epoch(epoch)
-                case AppendTxns(txns=txns, sync=sync):
-                    self.storage.write(txns)
-                    self._unsynced.extend(txns)
-                    if sync:
-                        self._sync_log()
-                case SyncLog():
-                    self._sync_log()
-                case TruncateLog(zxid=zxid):
-                    self.storage.truncate_after(zxid)
-                    self._unsynced = [t for t in self._unsynced if t.zxid <= zxid]
-                case WriteSnapshot(zxid=zxid, state=state):
-                    name = self.storage.write_snapshot(zxid, state)
-                    self.events.emit("snapshot", zxid=zxid, file=name)
-                case InstallSnapshot(zxid=zxid, state=state):
-                    self.storage.install_snapshot(zxid, state)
-                    self._unsynced.clear()
-                    self.events.emit("snapshot", zxid=zxid, installed=True)
-                case ClientReply(request=request):
-                    fut = self._clients.pop(request, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(effect)
-                case _:
-                    raise TypeError(f"peer {self.sid}: unknown effect {effect!r}")
+    # --- effect hooks (peer.effect_dispatch applies the rest) ---------------------
 
-    def _decided(self, state: ServerState, leader: int) -> None:
-        match state:
-            case ServerState.LEADING:
-                self._queue.append(self.replica.lead)
-                self._queue.append(self._feed_early)
-            case ServerState.FOLLOWING | ServerState.OBSERVING:
-                self._drop_early()
-                self._queue.append(lambda: self.replica.follow(leader))
-            case ServerState.LOOKING:
-                pass
-            case _:
-                assert_never(state)
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _client_reply(self, reply: ClientReply) -> None:
+        fut = self._clients.pop(reply.request, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    def _now_leading(self) -> None:
+        self._queue.append(self._feed_early)
+
+    def _now_following(self) -> None:
+        self._drop_early()
 
     def _feed_early(self) -> list[Any]:
         """Now leading: hand the core the learners that dialed in before it decided."""
@@ -333,14 +272,6 @@ class Node:
             q = self._quorum.pop(learner, None)
             if q is not None:
                 q.writer.close()
-
-    def _sync_log(self) -> None:
-        if not self._unsynced:
-            return
-        file, offset = self.storage.sync()
-        for txn in self._unsynced:
-            self.events.emit("logged", zxid=txn.zxid, file=file, offset=offset)
-        self._unsynced.clear()
 
     # --- timers -----------------------------------------------------------------
 
