@@ -7,8 +7,9 @@ quorum connection per learner, latency, FIFO order per link, cuts that drop data
 and healed cuts that close connections), processes (crash, graceful stop, restart,
 pause) and the client workload. The peers themselves are the real cores
 (`peer.election.Election`, `peer.replication.Replica`) on the real `peer.storage.Storage`
-in a per-run directory, driven by `SimPeer`, which performs every effect exactly as
-`peer.node.Node` does and writes the same events. It must not decide which faults
+in a per-run directory, driven by `SimPeer`, which performs effects through the same
+`peer.effect_dispatch.EffectRunner` as `peer.node.Node` (only the transport hooks are
+simulated) and writes the same events. It must not decide which faults
 happen (that is the plan) nor judge the run (that is the checker).
 
 Theory of operation.
@@ -80,25 +81,8 @@ from harness.events import HARNESS_LOG, HISTORY_LOG, peer_log_name
 from harness.workload import DEFINITE_REFUSALS, WorkloadConfig
 from peer.config import ClusterConfig
 from peer.domain import Bug, Role, ServerState, Txn
-from peer.effects import (
-    AppendTxns,
-    CancelTimer,
-    ClientFailure,
-    ClientReply,
-    CloseQuorum,
-    ConnectLeader,
-    Decided,
-    Emit,
-    GoLooking,
-    InstallSnapshot,
-    PersistAcceptedEpoch,
-    PersistCurrentEpoch,
-    Send,
-    SetTimer,
-    SyncLog,
-    TruncateLog,
-    WriteSnapshot,
-)
+from peer.effect_dispatch import EffectRunner
+from peer.effects import ClientFailure, ClientReply
 from peer.election import Election
 from peer.errors import PeerError
 from peer.messages import FollowerInfo, Notification
@@ -247,9 +231,10 @@ class ClientOp:
 # --------------------------------------------------------------------------- one peer
 
 
-class SimPeer:
-    """One booted peer: the cores, its storage, timers and links; performs effects as
-    `peer.node.Node._run` does (same order, same events)."""
+class SimPeer(EffectRunner):
+    """One booted peer: the cores, its storage, timers and links. Effects run through
+    `peer.effect_dispatch.EffectRunner`, the dispatch `peer.node.Node` uses; only the
+    transport hooks (sending, timers, quorum links, client replies) are simulated."""
 
     def __init__(self, world: World, sid: int, boot: int, incarnation: int) -> None:
         self.world = world
@@ -263,12 +248,12 @@ class SimPeer:
         self.out: dict[int, _Outbound] = {j: _Outbound() for j in world.sids if j != sid}
         self.quorum: dict[int, QuorumConn] = {}
         self.dialing: dict[int, int] = {}  # leader -> token of the dial in progress
-        self.unsynced: list[Txn] = []
+        self._unsynced: list[Txn] = []
         self.clients: dict[int, ClientOp] = {}
         self.next_request = 1
         self._queue: deque[Callable[[], list[Any]]] = deque()
         self._busy = False
-        self.log: SimLog
+        self.events: SimLog
         self.storage: Storage
         self.election: Election
         self.replica: Replica
@@ -307,95 +292,42 @@ class SimPeer:
             if not self.alive:
                 queue.clear()
 
-    def start_election(self) -> list[Any]:
+    def _start_election(self) -> list[Any]:
         return self.election.start(
             peer_epoch=self.replica.current_epoch,
             last_zxid=self.replica.last_zxid,
             committed_zxid=self.replica.committed_zxid,
         )
 
-    # --- effects ----------------------------------------------------------------
+    # --- transport hooks of the effect dispatch -------------------------------------
 
-    def _run(self, effects: Iterable[Any]) -> None:
-        # cases in order of frequency (Send, Emit, timers): `match` tries them in turn
-        for effect in effects:
-            if not self.alive:
-                return
-            match effect:
-                case Send(to=to, message=message):
-                    if isinstance(message, Notification):
-                        self.world.send_vote(self, to, message)
-                    else:
-                        self.world.send_zab(self, to, message)
-                case Emit(kind=kind, fields=fields):
-                    self.log.emit(kind, fields)
-                case SetTimer(name=name, delay_ms=delay_ms):
-                    self._set_timer(name, delay_ms)
-                case CancelTimer(name=name):
-                    self.timers.pop(name, None)
-                case Decided(state=state, vote=vote):
-                    self._decided(state, vote.leader)
-                case GoLooking():
-                    self._queue.append(self.start_election)
-                case ConnectLeader(leader=leader):
-                    self.world.connect_leader(self, leader)
-                case CloseQuorum(peer=peer):
-                    self.dialing.pop(peer, None)
-                    conn = self.quorum.get(peer)
-                    if conn is not None:
-                        self.world.close_conn(conn, closer=self.sid)
-                case PersistAcceptedEpoch(epoch=epoch):
-                    # as in peer/node.py: the core emits epoch_accepted itself
-                    self.storage.set_accepted_epoch(epoch)
-                case PersistCurrentEpoch(epoch=epoch):
-                    self.storage.set_current_epoch(epoch)
-                case AppendTxns(txns=txns, sync=sync):
-                    self.storage.write(txns)
-                    self.unsynced.extend(txns)
-                    if sync:
-                        self._sync_log()
-                case SyncLog():
-                    self._sync_log()
-                case TruncateLog(zxid=zxid):
-                    self.storage.truncate_after(zxid)
-                    self.unsynced = [t for t in self.unsynced if t.zxid <= zxid]
-                case WriteSnapshot(zxid=zxid, state=state):
-                    name = self.storage.write_snapshot(zxid, state)
-                    self.log.emit("snapshot", zxid=zxid, file=name)
-                case InstallSnapshot(zxid=zxid, state=state):
-                    self.storage.install_snapshot(zxid, state)
-                    self.unsynced.clear()
-                    self.log.emit("snapshot", zxid=zxid, installed=True)
-                case ClientReply(request=request):
-                    op = self.clients.pop(request, None)
-                    if op is not None:
-                        self.world.workload.reply(self.sid, op, effect)
-                case _:
-                    raise SimError(f"peer {self.sid}: unknown effect {effect!r}")
-
-    def _decided(self, state: ServerState, leader: int) -> None:
-        match state:
-            case ServerState.LEADING:
-                self._queue.append(self.replica.lead)
-            case ServerState.FOLLOWING | ServerState.OBSERVING:
-                self._queue.append(lambda: self.replica.follow(leader))
-            case ServerState.LOOKING:
-                pass
-            case _:
-                assert_never(state)
-
-    def _sync_log(self) -> None:
-        if not self.unsynced:
-            return
-        file, offset = self.storage.sync()
-        for txn in self.unsynced:
-            self.log.emit("logged", zxid=txn.zxid, file=file, offset=offset)
-        self.unsynced.clear()
+    def _send(self, to: int, message: Any) -> None:
+        if isinstance(message, Notification):
+            self.world.send_vote(self, to, message)
+        else:
+            self.world.send_zab(self, to, message)
 
     def _set_timer(self, name: str, delay_ms: int) -> None:
         token = self.world.next_token()
         self.timers[name] = token
         self.later(delay_ms * NS_PER_MS, lambda: self._fire(name, token))
+
+    def _cancel_timer(self, name: str) -> None:
+        self.timers.pop(name, None)
+
+    def _connect_leader(self, leader: int) -> None:
+        self.world.connect_leader(self, leader)
+
+    def _close_quorum(self, peer: int) -> None:
+        self.dialing.pop(peer, None)
+        conn = self.quorum.get(peer)
+        if conn is not None:
+            self.world.close_conn(conn, closer=self.sid)
+
+    def _client_reply(self, reply: ClientReply) -> None:
+        op = self.clients.pop(reply.request, None)
+        if op is not None:
+            self.world.workload.reply(self.sid, op, reply)
 
     def _fire(self, name: str, token: int) -> None:
         if self.timers.get(name) != token:
@@ -640,11 +572,11 @@ class World:
         handle = self._peer_logs.get(sid)
         if handle is None:
             handle = self._peer_logs[sid] = self._open(peer_log_name(sid))
-        peer.log = SimLog(handle, self._clock, sid=sid, boot=boot)
+        peer.events = SimLog(handle, self._clock, sid=sid, boot=boot)
         peer.storage = storage
         bug = self.spec.bug
         member = self.config.member(sid)
-        peer.log.emit(
+        peer.events.emit(
             "boot",
             last_zxid=recovered.last_zxid,
             current_epoch=recovered.current_epoch,
@@ -654,7 +586,7 @@ class World:
             role=member.role.value,
             pid=pid,
         )
-        peer.log.emit(
+        peer.events.emit(
             "recovered",
             snapshot_zxid=recovered.snapshot_zxid,
             replayed=len(recovered.txns),
@@ -679,13 +611,13 @@ class World:
             seed=sid * 1_000_003 + boot,
         )
         self.peers[sid] = peer
-        peer.log.emit(
+        peer.events.emit(
             "listening",
             election_port=member.election_port,
             quorum_port=member.quorum_port,
             client_port=member.client_port,
         )
-        peer.input(peer.start_election)
+        peer.input(peer._start_election)
         return f"peer {sid} started, pid {pid}"
 
     def _scrub(self, text: str) -> str:
@@ -721,7 +653,7 @@ class World:
         """SIGTERM: the peer logs shutdown, fails its pending writes, keeps its files."""
         peer = self._up(sid, "stop")
         peer.paused = False  # SIGCONT comes first
-        peer.log.emit("shutdown", reason="SIGTERM")
+        peer.events.emit("shutdown", reason="SIGTERM")
         for request, op in sorted(peer.clients.items()):
             self.workload.reply(
                 sid, op, ClientReply(request=request, ok=False, error=ClientFailure.STOPPED)
@@ -798,7 +730,7 @@ class World:
 
     def _write_vote(self, peer: SimPeer, to: int, n: Notification) -> None:
         vote = n.vote
-        peer.log.emit(
+        peer.events.emit(
             "vote_sent",
             to=to,
             leader=vote.leader,
@@ -826,7 +758,7 @@ class World:
 
     def _vote_received(self, peer: SimPeer, n: Notification) -> None:
         vote = n.vote
-        peer.log.emit(
+        peer.events.emit(
             "vote_recv",
             {
                 "from": n.sender,
@@ -897,7 +829,7 @@ class World:
         if peer.quorum.get(learner) is not conn:
             if not isinstance(message, FollowerInfo) or message.sid != learner:
                 why = f"first quorum frame is {type(message).__name__}"
-                peer.log.emit("bad_frame", peer=learner, why=why)
+                peer.events.emit("bad_frame", peer=learner, why=why)
                 self.close_conn(conn, closer=peer.sid)
                 return
             old = peer.quorum.get(learner)
