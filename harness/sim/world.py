@@ -34,11 +34,11 @@ Theory of operation.
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import IO, Any, assert_never
 
@@ -78,6 +78,7 @@ from faults.plan import (
 from faults.topology import Link, NetState, Shape
 from harness.errors import HarnessError
 from harness.events import HARNESS_LOG, HISTORY_LOG, peer_log_name
+from harness.sim.disk import EncodeCache, SimStorage
 from harness.workload import DEFINITE_REFUSALS, WorkloadConfig
 from peer.config import ClusterConfig
 from peer.domain import Bug, Role, ServerState, Txn
@@ -138,13 +139,14 @@ class SimLog:
     (t, kind, sid, boot, fields, in that key order), encoded with orjson into a
     `LogSink`."""
 
-    __slots__ = ("_clock", "_head", "_sink", "boot", "sid")
+    __slots__ = ("_head", "_lines", "_sched", "_sink", "boot", "sid")
 
     def __init__(
-        self, sink: LogSink, clock: Callable[[], int], *, sid: int | None, boot: int | None
+        self, sink: LogSink, sched: Scheduler, *, sid: int | None, boot: int | None
     ) -> None:
         self._sink = sink
-        self._clock = clock
+        self._lines = sink.lines
+        self._sched = sched
         self.sid = sid
         self.boot = boot
         head: dict[str, Any] = {}
@@ -155,12 +157,12 @@ class SimLog:
         self._head = head
 
     def emit(self, kind: str, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
-        record: dict[str, Any] = {"t": self._clock(), "kind": kind, **self._head}
+        # one dict display: same keys, same order as building it up with update()
         if fields:
-            record.update(fields)
-        if more:
-            record.update(more)
-        lines = self._sink.lines
+            record = {"t": self._sched.now, "kind": kind, **self._head, **fields, **more}
+        else:
+            record = {"t": self._sched.now, "kind": kind, **self._head, **more}
+        lines = self._lines
         lines.append(_dumps(record, option=_NEWLINE))
         if len(lines) >= LogSink.CHUNK:
             self._sink.flush()
@@ -172,6 +174,8 @@ class SimLog:
 class Scheduler:
     """Simulated time and the queue of what happens next."""
 
+    __slots__ = ("_heap", "_seq", "executed", "now")
+
     def __init__(self) -> None:
         self.now = 0
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
@@ -179,21 +183,28 @@ class Scheduler:
         self.executed = 0
 
     def at(self, t: int, action: Callable[[], None]) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (max(t, self.now), self._seq, action))
+        now = self.now
+        self._seq = seq = self._seq + 1
+        heappush(self._heap, (t if t > now else now, seq, action))
 
     def after_ns(self, delay: int, action: Callable[[], None]) -> None:
-        self.at(self.now + delay, action)
+        self._seq = seq = self._seq + 1
+        heappush(self._heap, (self.now + delay, seq, action))
 
     def run_until(self, t_end: int) -> None:
         heap = self._heap
-        pop = heapq.heappop
-        while heap and heap[0][0] <= t_end:
-            t, _, action = pop(heap)
-            self.now = t
-            action()
-            self.executed += 1
-        self.now = max(self.now, t_end)
+        pop = heappop
+        done = 0
+        try:
+            while heap and heap[0][0] <= t_end:
+                t, _, action = pop(heap)
+                self.now = t
+                action()
+                done += 1
+        finally:
+            self.executed += done
+        if t_end > self.now:
+            self.now = t_end
 
 
 # --------------------------------------------------------------------------- network
@@ -276,15 +287,26 @@ class SimPeer(EffectRunner):
     def input(self, call: Callable[[], list[Any]]) -> None:
         """Run a core call and perform its effects; calls that effects queue (GoLooking,
         Decided) run after, in order, never nested."""
-        queue = self._queue
         if self._busy:
-            queue.append(call)
-            return
-        if not self.alive:
-            return
+            self._queue.append(call)
+        elif self.alive:
+            self._perform(call())
+
+    def receive_zab(self, sender: int, message: Any) -> None:
+        """`input(lambda: replica.receive(sender, message))` without the closure: the
+        path of every quorum message."""
+        if self._busy:
+            replica = self.replica
+            self._queue.append(lambda: replica.receive(sender, message))
+        elif self.alive:
+            self._perform(self.replica.receive(sender, message))
+
+    def _perform(self, effects: list[Any]) -> None:
+        """Perform the effects of the core call just made, then the calls they queued."""
+        queue = self._queue
         self._busy = True
         try:
-            self._run(call())
+            self._run(effects)
             while queue and self.alive:
                 self._run(queue.popleft()())
         finally:
@@ -308,9 +330,10 @@ class SimPeer(EffectRunner):
             self.world.send_zab(self, to, message)
 
     def _set_timer(self, name: str, delay_ms: int) -> None:
-        token = self.world.next_token()
+        world = self.world
+        world.tokens = token = world.tokens + 1
         self.timers[name] = token
-        self.later(delay_ms * NS_PER_MS, lambda: self._fire(name, token))
+        world.sched.after_ns(delay_ms * NS_PER_MS, lambda: self._timer_due(name, token))
 
     def _cancel_timer(self, name: str) -> None:
         self.timers.pop(name, None)
@@ -328,6 +351,15 @@ class SimPeer(EffectRunner):
         op = self.clients.pop(reply.request, None)
         if op is not None:
             self.world.workload.reply(self.sid, op, reply)
+
+    def _timer_due(self, name: str, token: int) -> None:
+        # `later`'s `deliver` inlined: one closure per timer
+        if not self.alive:
+            return
+        if self.paused:
+            self.deferred.append(lambda: self._fire(name, token))
+            return
+        self._fire(name, token)
 
     def _fire(self, name: str, token: int) -> None:
         if self.timers.get(name) != token:
@@ -486,21 +518,18 @@ class World:
         self.synced: dict[int, tuple[str, int]] = {}  # last durable position at shutdown
         self.net = NetState(down=frozenset(self.sids))
         self.view = ClusterView(status={s: PeerStatus.NEW for s in self.sids})
-        self._tokens = 0
+        self.tokens = 0  # timer and dial tokens, one counter
+        self.encoded = EncodeCache()  # log records of the txns peers pass around
         self._conn_ids = 0
         self._incarnations = 0
         self._link_clock: dict[tuple[int, int, int], int] = {}
         self._sinks: list[LogSink] = []
         self._peer_logs: dict[int, LogSink] = {}
-        clock = self._clock
-        self.harness = SimLog(self._open(HARNESS_LOG), clock, sid=None, boot=None)
-        history = SimLog(self._open(HISTORY_LOG), clock, sid=None, boot=None)
+        self.harness = SimLog(self._open(HARNESS_LOG), self.sched, sid=None, boot=None)
+        history = SimLog(self._open(HISTORY_LOG), self.sched, sid=None, boot=None)
         self.workload = SimWorkload(self, spec.workload, history)
 
     # --- plumbing ----------------------------------------------------------------
-
-    def _clock(self) -> int:
-        return self.sched.now
 
     def _open(self, name: str) -> LogSink:
         sink = LogSink((self.run_dir / name).open("wb"))
@@ -521,8 +550,8 @@ class World:
             sink.close()
 
     def next_token(self) -> int:
-        self._tokens += 1
-        return self._tokens
+        self.tokens += 1
+        return self.tokens
 
     def hop(self) -> int:
         # random() is one C call; randint() costs several Python frames per message
@@ -561,7 +590,7 @@ class World:
         data = self.data_dir(sid)
         data.mkdir(parents=True, exist_ok=True)
         try:
-            storage, recovered = Storage.open(data)
+            storage, recovered = SimStorage.open(data)
             boot = storage.next_boot()
         except (PeerError, OSError) as exc:
             # the real peer prints this and exits with code 2 before it listens
@@ -572,7 +601,9 @@ class World:
         handle = self._peer_logs.get(sid)
         if handle is None:
             handle = self._peer_logs[sid] = self._open(peer_log_name(sid))
-        peer.events = SimLog(handle, self._clock, sid=sid, boot=boot)
+        peer.events = SimLog(handle, self.sched, sid=sid, boot=boot)
+        assert isinstance(storage, SimStorage)
+        storage.encoded = self.encoded
         peer.storage = storage
         bug = self.spec.bug
         member = self.config.member(sid)
@@ -800,21 +831,28 @@ class World:
         conn = peer.quorum.get(to)
         if conn is None or not conn.open:
             return  # no link: the core's timeouts deal with the silence
-        self.stats.messages += 1
-        if (peer.sid, to) in self.net.cut:
-            self.stats.dropped += 1
+        stats = self.stats
+        stats.messages += 1
+        sid = peer.sid
+        if (sid, to) in self.net.cut:
+            stats.dropped += 1
             return
         target = self.peers.get(to)
         if target is None or not target.alive:
             return
-        t = self._transit(peer.sid, to, conn.id)
-        self.sched.at(t, lambda: self._zab_arrived(target, conn, message))
+        self.sched.at(
+            self._transit(sid, to, conn.id), lambda: self._zab_arrived(target, conn, message)
+        )
 
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
             return
         if peer.paused:
             peer.deferred.append(lambda: self._zab_received(peer, conn, message))
+            return
+        if conn.open and peer.sid == conn.learner:  # the common case, inlined
+            if peer.quorum.get(conn.leader) is conn:
+                peer.receive_zab(conn.leader, message)
             return
         self._zab_received(peer, conn, message)
 
@@ -823,7 +861,7 @@ class World:
             return
         if peer.sid == conn.learner:
             if peer.quorum.get(conn.leader) is conn:
-                peer.input(lambda: peer.replica.receive(conn.leader, message))
+                peer.receive_zab(conn.leader, message)
             return
         learner = conn.learner
         if peer.quorum.get(learner) is not conn:
@@ -836,7 +874,7 @@ class World:
             if old is not None:
                 self.close_conn(old, closer=peer.sid)
             peer.quorum[learner] = conn
-        peer.input(lambda: peer.replica.receive(learner, message))
+        peer.receive_zab(learner, message)
 
     def close_conn(self, conn: QuorumConn, *, closer: int | None) -> None:
         """Close a quorum connection. Each end that still owns it learns of it one hop

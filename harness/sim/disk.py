@@ -1,0 +1,97 @@
+"""The simulated disk: `peer.storage.Storage` with the fsync system calls of its hot path
+left out.
+
+This module owns the one place where the simulator's storage differs from the real
+peer's: the per-txn `write` + `sync` of the log. Everything else is the real code on a
+real directory: `SimStorage.open` is `Storage.open` (the same recovery), the files and
+their record format are the same (`peer.records.encode_txn`), and every rare call
+(a new segment, truncation, snapshots, epoch files, anything after an error) is the
+inherited method.
+
+Why no fsync is needed. In the simulator the page cache never outlives the process by
+accident: `World.kill_peer` models the lost machine by cutting the log to the position
+the last `sync()` returned (`faults.disk.drop_unsynced_tail`), so "a crash loses exactly
+what was not fsynced" holds by construction, and `sync()` only has to move that
+position. An fdatasync there would cost a system call and change nothing.
+
+Why `write` has a fast path. The leader's txn object reaches every peer unchanged (the
+simulator does not copy messages), so its encoding is computed once and shared through
+`EncodeCache`; the appends of a single txn to the open segment skip the generic
+checks' overhead. The fast path keeps every invariant `Storage` keeps (strictly
+increasing zxids, segment bookkeeping, a failed write breaks the instance); anything
+it does not cover falls back to `Storage.write`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from peer.domain import Txn
+from peer.errors import StorageError
+from peer.records import encode_txn
+from peer.storage import Storage
+
+
+class EncodeCache:
+    """Log record bytes by txn object (identity; the entry keeps the txn alive so its
+    id cannot be reused while cached). Bounded: cleared when full."""
+
+    __slots__ = ("_entries",)
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Txn, bytes]] = {}
+
+    def get(self, txn: Txn) -> bytes:
+        entry = self._entries.get(id(txn))
+        if entry is not None and entry[0] is txn:
+            return entry[1]
+        data = encode_txn(txn)  # ValueError for a txn the format cannot hold
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        self._entries[id(txn)] = (txn, data)
+        return data
+
+
+class SimStorage(Storage):
+    """`Storage` on the simulated disk; see the module docstring. Set `encoded` to the
+    world's shared cache after `open`."""
+
+    encoded: EncodeCache | None = None
+
+    def write(self, txns: Sequence[Txn]) -> None:
+        fd = self._fd
+        cache = self.encoded
+        if fd is None or cache is None or len(txns) != 1 or self._broken:
+            super().write(txns)
+            return
+        txn = txns[0]
+        zxid = txn.zxid
+        if zxid <= self._last_zxid:
+            super().write(txns)  # refuses, with the real message
+            return
+        try:
+            data = cache.get(txn)
+        except ValueError:
+            super().write(txns)  # refuses, with the real message
+            return
+        try:
+            written = os.write(fd, data)
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except OSError as exc:
+            self._broken = f"write: {exc}"
+            raise StorageError(f"write in {self.data_dir}: {exc}") from exc
+        segment = self._segments[-1]
+        segment.last_zxid = zxid
+        segment.count += 1
+        segment.size += len(data)
+        self._last_zxid = zxid
+
+    def sync(self) -> tuple[str, int]:
+        if self._dir_dirty or self._broken or self._lock_fd is None:
+            return super().sync()  # a new segment's directory entry, or the real error
+        self._synced = self._durable_position()
+        return self._synced
