@@ -218,6 +218,9 @@ class QuorumConn:
     learner: int
     leader: int
     open: bool = True
+    # arrival time of the last message each way (TCP is FIFO per direction)
+    up_at: int = 0  # learner -> leader
+    down_at: int = 0  # leader -> learner
 
 
 @dataclass(slots=True)
@@ -365,10 +368,11 @@ class SimPeer(EffectRunner):
         if self.timers.get(name) != token:
             return  # cancelled or re-armed since
         del self.timers[name]
-        if name.startswith("election."):
-            self.input(lambda: self.election.on_timer(name))
+        core: Election | Replica = self.election if name.startswith("election.") else self.replica
+        if self._busy:
+            self._queue.append(lambda: core.on_timer(name))
         else:
-            self.input(lambda: self.replica.on_timer(name))
+            self._perform(core.on_timer(name))
 
 
 # --------------------------------------------------------------------------- workload
@@ -522,7 +526,7 @@ class World:
         self.encoded = EncodeCache()  # log records of the txns peers pass around
         self._conn_ids = 0
         self._incarnations = 0
-        self._link_clock: dict[tuple[int, int, int], int] = {}
+        self._link_clock: dict[tuple[int, int], int] = {}  # election links
         self._sinks: list[LogSink] = []
         self._peer_logs: dict[int, LogSink] = {}
         self.harness = SimLog(self._open(HARNESS_LOG), self.sched, sid=None, boot=None)
@@ -560,23 +564,29 @@ class World:
     def data_dir(self, sid: int) -> Path:
         return self.data_root / f"peer-{sid}"
 
-    def _transit(self, src: int, dst: int, channel: int) -> int:
-        """Arrival time of a message sent now on (src -> dst, channel): a hop plus the
-        link's latency toxic, never before the previous message on it (TCP is FIFO)."""
+    def _transit(self, src: int, dst: int) -> int:
+        """Arrival time of a vote sent now on src -> dst: a hop plus the link's latency
+        toxic, never before the previous vote on it (TCP is FIFO). Quorum messages
+        compute the same in `send_zab`, keeping the FIFO clock on their connection."""
         delay = HOP_MIN_NS + int(self._random() * HOP_SPAN_NS)
         if self.net.delays:
-            toxic = self.net.delay_of(src, dst)
-            if toxic is not None:
-                jitter = toxic.jitter_ms
-                extra = toxic.latency_ms + (self.rng.randint(-jitter, jitter) if jitter else 0)
-                delay += max(0, extra) * NS_PER_MS
-        key = (src, dst, channel)
+            delay += self._toxic_ns(src, dst)
+        key = (src, dst)
         t = self.sched.now + delay
         previous = self._link_clock.get(key, 0)
         if t <= previous:
             t = previous + 1
         self._link_clock[key] = t
         return t
+
+    def _toxic_ns(self, src: int, dst: int) -> int:
+        """The latency toxic's delay on src -> dst now (jitter drawn from the rng)."""
+        toxic = self.net.delay_of(src, dst)
+        if toxic is None:
+            return 0
+        jitter = toxic.jitter_ms
+        extra = toxic.latency_ms + (self.rng.randint(-jitter, jitter) if jitter else 0)
+        return max(0, extra) * NS_PER_MS
 
     # --- processes ---------------------------------------------------------------
 
@@ -775,7 +785,7 @@ class World:
         if (peer.sid, to) in self.net.cut or target is None or not target.alive:
             self.stats.dropped += 1
             return
-        t = self._transit(peer.sid, to, 0)
+        t = self._transit(peer.sid, to)
         self.sched.at(t, lambda: self._vote_arrived(target, n))
 
     def _vote_arrived(self, peer: SimPeer, n: Notification) -> None:
@@ -834,15 +844,27 @@ class World:
         stats = self.stats
         stats.messages += 1
         sid = peer.sid
-        if (sid, to) in self.net.cut:
+        net = self.net
+        if (sid, to) in net.cut:
             stats.dropped += 1
             return
         target = self.peers.get(to)
         if target is None or not target.alive:
             return
-        self.sched.at(
-            self._transit(sid, to, conn.id), lambda: self._zab_arrived(target, conn, message)
-        )
+        # `_transit`, inlined (the per-message path), with the FIFO clock on the conn
+        sched = self.sched
+        t = sched.now + HOP_MIN_NS + int(self._random() * HOP_SPAN_NS)
+        if net.delays:
+            t += self._toxic_ns(sid, to)
+        if sid == conn.learner:
+            if t <= conn.up_at:
+                t = conn.up_at + 1
+            conn.up_at = t
+        else:
+            if t <= conn.down_at:
+                t = conn.down_at + 1
+            conn.down_at = t
+        sched.at(t, lambda: self._zab_arrived(target, conn, message))
 
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
