@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from faults import disk
+from faults.applied import failed_fields, fault_fields, hit_each_target, needs_leader
 from faults.errors import FaultError
 from faults.plan import (
     Bandwidth,
@@ -71,15 +72,12 @@ from faults.plan import (
     Start,
     Step,
     Stop,
-    Sym,
     TearLogTail,
     Workload,
-    advance,
     apply_to_net,
-    fault_to_json,
     resolve,
 )
-from faults.topology import Link, NetState, Shape
+from faults.topology import Link, NetState
 from harness.cluster import Cluster
 from harness.events import read_log
 
@@ -218,24 +216,6 @@ def last_synced(path: Path) -> tuple[str, int] | None:
     return found[max(found)] if found else None
 
 
-def _names(fault: Fault) -> bool:
-    """Whether resolving this fault may need the leader (asking costs a status call
-    per peer, so steps that do not need it skip it and stay on time)."""
-    match fault:
-        case Partition(shape=shape, target=target):
-            return shape is Shape.ISOLATE_LEADER or target in (Sym.LEADER, Sym.FOLLOWER)
-        case OneWay(src=src, dst=dst):
-            return any(t in (Sym.LEADER, Sym.FOLLOWER) for t in (src, dst))
-        case Crash() | Restart() | Pause() | Resume() | Stop() | Start() | FirstStart():
-            return fault.target in (Sym.LEADER, Sym.FOLLOWER)
-        case TearLogTail() | CorruptSnapshot() | LoseUnsynced():
-            return fault.target in (Sym.LEADER, Sym.FOLLOWER)
-        case Heal() | Latency() | Bandwidth() | Slicer() | Reset() | Workload():
-            return False
-        case _:
-            assert_never(fault)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailedStep:
     """A step (or one target of it) that could not be applied; also a `fault_failed` event."""
@@ -351,7 +331,7 @@ class Nemesis:
         extra: dict[str, Any] = {}
         if at_ms is not None:
             extra.update(at_ms=at_ms, late_ms=late_ms)
-        if _names(fault):
+        if needs_leader(fault):
             try:
                 leader = self.cluster.leader()
             except Exception as exc:  # the step may still resolve without a leader
@@ -421,26 +401,26 @@ class Nemesis:
         self, fault: Fault, resolution: Resolution, *, step: int, extra: dict[str, Any]
     ) -> Resolution:
         what = fault.kind.value
-        done: list[int] = []
-        details: list[str] = []
-        for sid in resolution.targets:
-            try:
-                detail = self._hit(fault, sid)
-            except Exception as exc:  # the peer was not in the state the step needs
-                self._failed(step, what, str(exc), target=sid)
-                continue
-            done.append(sid)
-            if detail:
-                details.append(detail)
-        applied = replace(resolution, targets=tuple(done))
-        if resolution.targets and not done:
-            return applied  # every target failed: only fault_failed events
-        self.view = advance(self.view, fault, applied)
-        self.net = apply_to_net(self.net, fault, applied)
-        if not resolution.targets:
-            details.append("no eligible peer: nothing done")
-        self._emit_fault(step, what, applied, fault=fault, detail="; ".join(details), **extra)
-        return applied
+
+        def failed(sid: int, exc: Exception) -> None:
+            # the peer was not in the state the step needs
+            self._failed(step, what, str(exc), target=sid)
+
+        applied = hit_each_target(
+            fault,
+            resolution,
+            self.view,
+            self.net,
+            hit=lambda sid: self._hit(fault, sid),
+            failed=failed,
+        )
+        if applied is None:
+            return replace(resolution, targets=())  # only fault_failed events
+        self.view, self.net = applied.view, applied.net
+        self._emit_fault(
+            step, what, applied.resolution, fault=fault, detail=applied.detail, **extra
+        )
+        return applied.resolution
 
     def _hit(self, fault: Fault, sid: int) -> str:
         """One process or disk fault on one peer; returns a detail for the log."""
@@ -593,26 +573,11 @@ class Nemesis:
         fault: Fault | None = None,
         **extra: Any,
     ) -> None:
-        fields: dict[str, Any] = {
-            "step": step,
-            "what": what,
-            "targets": list(resolution.targets),
-            **self.net.to_fields(),
-        }
-        if resolution.groups is not None:
-            fields["groups"] = [sorted(g) for g in resolution.groups]
-        if resolution.links and not isinstance(fault, Partition):
-            fields["links"] = [list(link) for link in sorted(resolution.links)]
-        if fault is not None:
-            fields["spec"] = fault_to_json(fault)
-        fields.update(extra)
+        fields = fault_fields(step, what, resolution, self.net, fault, extra)
         self.cluster.harness_log.emit("fault", fields)
         log.info("step %d: %s on %s", step, what, list(resolution.targets))
 
     def _failed(self, step: int, what: str, why: str, *, target: int | None = None) -> None:
         self.failures.append(FailedStep(step=step, what=what, why=why, target=target))
-        fields: dict[str, Any] = {"step": step, "what": what, "why": why}
-        if target is not None:
-            fields["target"] = target
-        self.cluster.harness_log.emit("fault_failed", fields)
+        self.cluster.harness_log.emit("fault_failed", failed_fields(step, what, why, target))
         log.warning("step %d (%s) failed: %s", step, what, why)

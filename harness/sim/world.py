@@ -45,6 +45,7 @@ from typing import IO, Any, assert_never
 import orjson
 
 from faults import disk
+from faults.applied import failed_fields, fault_fields, hit_each_target, needs_leader
 from faults.errors import FaultError
 from faults.plan import (
     Bandwidth,
@@ -67,15 +68,12 @@ from faults.plan import (
     Slicer,
     Start,
     Stop,
-    Sym,
     TearLogTail,
     Workload,
-    advance,
     apply_to_net,
-    fault_to_json,
     resolve,
 )
-from faults.topology import Link, NetState, Shape
+from faults.topology import Link, NetState
 from harness.errors import HarnessError
 from harness.events import HARNESS_LOG, HISTORY_LOG, peer_log_name
 from harness.sim.disk import EncodeCache, SimStorage
@@ -976,7 +974,7 @@ class World:
         extra: dict[str, Any] = {}
         if at_ms is not None:
             extra.update(at_ms=at_ms, late_ms=0)
-        if _needs_leader(fault):
+        if needs_leader(fault):
             leader = self.leader()
             self.view = replace(self.view, leader=leader)
             extra["leader"] = leader
@@ -1020,27 +1018,25 @@ class World:
         self, fault: Fault, resolution: Resolution, step: int, extra: dict[str, Any]
     ) -> Resolution:
         what = fault.kind.value
-        done: list[int] = []
-        details: list[str] = []
-        for sid in resolution.targets:
-            try:
-                detail = self._hit(fault, sid)
-            except (SimError, FaultError) as exc:
-                self._failed(step, what, self._scrub(str(exc)), target=sid)
-                continue
-            done.append(sid)
-            if detail:
-                details.append(detail)
-        applied = replace(resolution, targets=tuple(done))
-        if resolution.targets and not done:
-            return applied
-        self.view = advance(self.view, fault, applied)
-        self.net = apply_to_net(self.net, fault, applied)
-        if not resolution.targets:
-            details.append("no eligible peer: nothing done")
-        extra["detail"] = "; ".join(details)
-        self._emit_fault(step, what, applied, fault, extra)
-        return applied
+
+        def failed(sid: int, exc: Exception) -> None:
+            self._failed(step, what, self._scrub(str(exc)), target=sid)
+
+        applied = hit_each_target(
+            fault,
+            resolution,
+            self.view,
+            self.net,
+            hit=lambda sid: self._hit(fault, sid),
+            failed=failed,
+            errors=(SimError, FaultError),
+        )
+        if applied is None:
+            return replace(resolution, targets=())
+        self.view, self.net = applied.view, applied.net
+        extra["detail"] = applied.detail
+        self._emit_fault(step, what, applied.resolution, fault, extra)
+        return applied.resolution
 
     def _hit(self, fault: Fault, sid: int) -> str:
         match fault:
@@ -1117,26 +1113,10 @@ class World:
         fault: Fault | None,
         extra: Mapping[str, Any],
     ) -> None:
-        fields: dict[str, Any] = {
-            "step": step,
-            "what": what,
-            "targets": list(resolution.targets),
-            **self.net.to_fields(),
-        }
-        if resolution.groups is not None:
-            fields["groups"] = [sorted(g) for g in resolution.groups]
-        if resolution.links and not isinstance(fault, Partition):
-            fields["links"] = [list(link) for link in sorted(resolution.links)]
-        if fault is not None:
-            fields["spec"] = fault_to_json(fault)
-        fields.update(extra)
-        self.harness.emit("fault", fields)
+        self.harness.emit("fault", fault_fields(step, what, resolution, self.net, fault, extra))
 
     def _failed(self, step: int, what: str, why: str, *, target: int | None = None) -> None:
-        fields: dict[str, Any] = {"step": step, "what": what, "why": why}
-        if target is not None:
-            fields["target"] = target
-        self.harness.emit("fault_failed", fields)
+        self.harness.emit("fault_failed", failed_fields(step, what, why, target))
 
     # --- the end ----------------------------------------------------------------
 
@@ -1146,29 +1126,3 @@ class World:
             if self.running(sid):
                 self.stop_peer(sid)
         self.harness.emit("run_end", reason=reason)
-
-
-def _needs_leader(fault: Fault) -> bool:
-    """Whether resolving this fault may need the leader (it is then logged with it)."""
-    match fault:
-        case Partition(shape=shape, target=target):
-            return shape is Shape.ISOLATE_LEADER or target in (Sym.LEADER, Sym.FOLLOWER)
-        case OneWay(src=src, dst=dst):
-            return any(t in (Sym.LEADER, Sym.FOLLOWER) for t in (src, dst))
-        case (
-            Crash()
-            | Restart()
-            | Pause()
-            | Resume()
-            | Stop()
-            | Start()
-            | FirstStart()
-            | TearLogTail()
-            | CorruptSnapshot()
-            | LoseUnsynced()
-        ):
-            return fault.target in (Sym.LEADER, Sym.FOLLOWER)
-        case Heal() | Latency() | Bandwidth() | Slicer() | Reset() | Workload():
-            return False
-        case _:
-            assert_never(fault)
