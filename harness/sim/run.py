@@ -5,8 +5,9 @@ This module owns the run dir of a simulated run and the order of its life: write
 the plan's initial peers in a `World`, apply each step at its `at_ms` of simulated
 time, heal at the end as the real nemesis does, drain the workload, stop the peers,
 then check (`harness.runlog.check_run_dir`) and report (`harness.report.write_report`).
-Peer data dirs live in a temporary directory (under /dev/shm when there is one, so an
-fsync costs a system call and no disk) that is deleted afterwards. It reads no clock
+Peer data dirs live in a temporary directory (under /dev/shm when there is one, so the
+few fsyncs `harness.sim.disk.SimStorage` still makes cost no disk) that is deleted
+afterwards. It reads no clock
 except to report wall time to people (`SimResult.wall_s`), which no log contains.
 """
 

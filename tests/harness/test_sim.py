@@ -210,3 +210,89 @@ def test_cli_sweep_stops_at_first_violation_and_prints_replay(
     assert "--bug minority-quorum" in line and "--duration 30" in line
     seed = int(line.split("--seed ")[1].split()[0])
     assert (tmp_path / "runs" / f"sim-seed-{seed}" / "report.html").exists()
+
+
+def _files(data: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(data.iterdir()) if p.name != "lock"}
+
+
+def test_simulated_disk_writes_what_storage_writes(tmp_path: Path) -> None:
+    """SimStorage skips fsync syscalls only: same files, bytes, positions and refusals."""
+    from harness.sim.disk import EncodeCache, SimStorage
+    from peer.domain import Txn
+    from peer.errors import StorageError
+
+    cache = EncodeCache()
+
+    def txn(n: int) -> Txn:
+        return Txn(zxid=(1 << 32) + n, key=f"k{n % 3}", value=f"v{n}")
+
+    real, _ = Storage.open(tmp_path / "real")
+    sim, _ = SimStorage.open(tmp_path / "sim")
+    assert isinstance(sim, SimStorage)
+    sim.encoded = cache
+    try:
+        for storage in (real, sim):
+            positions = []
+            for n in range(1, 6):
+                storage.write([txn(n)])  # the first one opens the segment
+                positions.append(storage.sync())
+            storage.write([txn(6), txn(7)])  # a batch: the inherited path
+            storage.write([txn(8)])  # not synced
+            positions.append(storage.synced)
+            with pytest.raises(StorageError, match="strictly increase"):
+                storage.write([txn(8)])
+            positions.append(storage.sync())
+            storage.write_snapshot(txn(7).zxid, {"k1": "v7"})
+            storage.write([txn(9)])
+            positions.append(storage.sync())
+            storage.truncate_after(txn(8).zxid)
+            positions.append(storage.sync())
+            storage.write([txn(10)])
+            positions.append(storage.sync())
+            if storage is real:
+                real_positions = positions
+        assert positions == real_positions
+        assert _files(tmp_path / "sim") == _files(tmp_path / "real")
+    finally:
+        real.close()
+        sim.close()
+    reopened, recovered = Storage.open(tmp_path / "sim")
+    reopened.close()
+    assert recovered.last_zxid == txn(10).zxid and recovered.torn_bytes == 0
+
+
+def test_sim_peer_and_node_share_the_storage_facing_effect_handlers() -> None:
+    """Both adapters dispatch through peer.effect_dispatch; only transport hooks differ."""
+    from harness.sim.world import SimPeer
+    from peer.effect_dispatch import EffectRunner
+    from peer.effects import (
+        AppendTxns,
+        Decided,
+        Emit,
+        GoLooking,
+        InstallSnapshot,
+        PersistAcceptedEpoch,
+        PersistCurrentEpoch,
+        SyncLog,
+        TruncateLog,
+        WriteSnapshot,
+    )
+    from peer.node import Node
+
+    shared = (
+        AppendTxns,
+        Decided,
+        Emit,
+        GoLooking,
+        InstallSnapshot,
+        PersistAcceptedEpoch,
+        PersistCurrentEpoch,
+        SyncLog,
+        TruncateLog,
+        WriteSnapshot,
+    )
+    assert SimPeer._effect_table.keys() == Node._effect_table.keys()
+    for kind in shared:
+        assert SimPeer._effect_table[kind] is Node._effect_table[kind], kind
+    assert SimPeer._sync_log is Node._sync_log is EffectRunner._sync_log
