@@ -6,16 +6,18 @@ carries them out. It does not speak HTTP and does not format JSON. Deadlines (la
 bandwidth, slicer, slow_close holds) go through `timerfd`, which wakes the loop within
 tens of microseconds of a deadline, where asyncio's own timers run up to 1 ms late.
 
-A connection is two asyncio BufferedProtocols (client side, upstream side) and two links
-(`upstream`: client to server, `downstream`: server to client). With no toxic in a
-link's direction, bytes go straight from one transport to the other (the fast path; no
-task, no clock read, no allocation: sockets are read with `recv_into` into one buffer
-per loop, and a chunk is copied only when the destination cannot take it at once).
-With toxics, each chunk is copied, stamped with its read time and queued; one pump task
-per link walks the chain for each chunk in order. Flow control: the source stops
-reading while the destination transport is above its high-water mark or the pump's
-queue holds more than `QUEUE_LIMIT` bytes, so a slow reader never grows memory without
-bound.
+A connection is two sockets (`_Side`: client side, upstream side) and two links
+(`upstream`: client to server, `downstream`: server to client). The sockets are driven
+by the loop's `add_reader`/`add_writer` callbacks, not by asyncio transports: a small
+message then costs one callback, one `recv_into` and one `send`, the least asyncio
+allows. With no toxic in a link's direction, bytes go straight from one socket to the
+other (the fast path; no task, no clock read, no allocation: sockets are read into one
+buffer per loop, and a chunk is copied only when the destination cannot take it at
+once). With toxics, each chunk is copied, stamped with its read time and queued; one
+pump task per link walks the chain for each chunk in order. Flow control: the source
+stops reading while the destination's unsent output is above WRITE_HIGH (until it is
+down to WRITE_LOW) or the pump's queue holds more than `QUEUE_LIMIT` bytes, so a slow
+reader never grows memory without bound.
 
 Differences from Toxiproxy 2.12 (deliberate, each covered by a test):
 - a half-close is relayed as a half-close (Toxiproxy closes the whole pair, which loses
@@ -30,6 +32,10 @@ Differences from Toxiproxy 2.12 (deliberate, each covered by a test):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import ipaddress
+import logging
 import random
 import socket
 import struct
@@ -37,7 +43,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import assert_never
+from typing import Any, assert_never
 
 from faults.toxiproxy import toxics
 from faults.toxiproxy.address import bind_listener, split_host_port
@@ -45,10 +51,15 @@ from faults.toxiproxy.errors import ApiError
 from faults.toxiproxy.timerfd import timers_for
 from faults.toxiproxy.toxics import Stream, ToxicType
 
-WRITE_HIGH = 1 << 20  # transport write buffer high-water mark (bytes)
+WRITE_HIGH = 1 << 20  # unsent output that pauses the source (bytes)
 WRITE_LOW = 1 << 18
 QUEUE_LIMIT = 16 << 20  # bytes queued in a toxic chain before the source pauses
 RECV_BUFFER = 256 << 10  # one read at most (asyncio's own read size); one per loop
+ACCEPT_BATCH = 64  # connections accepted per wake-up of a listener, at most
+ACCEPT_RETRY = 1.0  # seconds without accepting after EMFILE and the like
+_ACCEPT_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+log = logging.getLogger("faults.toxiproxy")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,18 +96,15 @@ class _Attached:
 class _RecvBuffer:
     """The one receive buffer of a loop's proxied sockets.
 
-    Every read lands here and is consumed (written on or copied) before the callback
-    returns, and one loop runs one callback at a time, so one buffer serves all
-    connections of all proxies: 256 KiB per process, not per socket.
+    Every read lands here and is consumed (sent on, or copied into a write buffer or a
+    toxic queue) before the callback returns, and one loop runs one callback at a time,
+    so one buffer serves all connections of all proxies: 256 KiB per process, not per
+    socket.
     """
 
     __slots__ = ("view",)
 
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(RECV_BUFFER))
-
-    def renew(self) -> None:
-        """A fresh buffer, when a transport may still hold a view of the current one."""
         self.view = memoryview(bytearray(RECV_BUFFER))
 
 
@@ -117,56 +125,175 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class _Side(asyncio.BufferedProtocol):
-    """One socket of a proxied connection.
+def _tune(sock: socket.socket) -> None:
+    """Non-blocking, and TCP_NODELAY: a small message goes out at once (as asyncio's
+    transports and Go's net package do)."""
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):  # not TCP (cannot happen here); harmless
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    A BufferedProtocol: the transport reads into the loop's one receive buffer
-    (`recv_into`), so a read allocates nothing; asyncio's plain Protocol allocates a
-    256 KiB bytes per read, which glibc serves with mmap/mremap/munmap, three extra
-    system calls per message. `Link.feed` copies what it must keep.
+
+class _Side:
+    """One socket of a proxied connection, driven by the loop's reader/writer callbacks.
+
+    Not an asyncio transport: a transport costs a dozen Python calls per read
+    (`_read_ready`, `get_buffer`, `buffer_updated`, `write`'s checks, write-buffer size
+    queries), about a fifth of the proxy's time per small message. Here a read is
+    `recv_into` the loop's one receive buffer and, on the fast path, one `send` from
+    it (see `Link.feed`). Output the socket cannot take at once is copied into `out`
+    and sent when the socket is writable; above WRITE_HIGH bytes the link that writes
+    here pauses its source until `out` is down to WRITE_LOW.
     """
 
-    def __init__(self, conn: Connection | None, proxy: Proxy) -> None:
+    __slots__ = (
+        "at_eof",
+        "closing",
+        "conn",
+        "eof_pending",
+        "fd",
+        "link_in",
+        "link_out",
+        "loop",
+        "open",
+        "out",
+        "paused",
+        "reading",
+        "recv",
+        "sock",
+    )
+
+    def __init__(self, conn: Connection, sock: socket.socket) -> None:
+        _tune(sock)
         self.conn = conn
-        self.proxy = proxy
-        self.transport: asyncio.Transport | None = None
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = conn.loop
+        self.recv = conn.proxy.recv
         self.link_in: Link | None = None  # the link that reads this socket
         self.link_out: Link | None = None  # the link that writes this socket
+        self.out = bytearray()  # accepted for sending, not yet taken by the kernel
+        self.open = True  # the socket is not closed yet
+        self.reading = False  # the loop watches it for reads
+        self.at_eof = False  # the peer sent FIN: never read again
+        self.paused = False  # out above WRITE_HIGH: the writing link is paused
+        self.eof_pending = False  # shut down writing once `out` is sent
+        self.closing = False  # close once `out` is sent
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        # Read nothing until both links exist: an accepted client waits for the upstream
-        # dial, and the upstream side must not deliver data before it has a link.
-        transport.pause_reading()
-        if self.conn is None:
-            self.conn = Connection(self.proxy, self)
+    # -- reading -------------------------------------------------------------
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.proxy.recv.view
+    def start_reading(self) -> None:
+        if not self.reading and self.open and not self.at_eof and not self.closing:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._readable)
 
-    def buffer_updated(self, nbytes: int) -> None:
+    def stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _readable(self) -> None:
+        view = self.recv.view
+        try:
+            nbytes = self.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # a reset, typically
+            self.conn.side_lost(exc)
+            return
         link = self.link_in
+        if nbytes:
+            if link is not None:
+                link.feed(view[:nbytes])
+            return
+        self.at_eof = True
+        self.stop_reading()  # a socket at EOF stays readable: stop watching it
         if link is not None:
-            link.feed(self.proxy.recv.view[:nbytes])
+            link.feed_eof()
 
-    def eof_received(self) -> bool:
-        if self.link_in is not None:
-            self.link_in.feed_eof()
-        return True  # keep the socket: the other direction may still carry data
+    # -- writing -------------------------------------------------------------
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.conn is not None:
-            self.conn.side_lost(self, exc)
+    def write(self, data: bytes | memoryview) -> None:
+        """Send `data`, or keep a copy of what the socket does not take now."""
+        if not self.open or self.closing:
+            return
+        if not self.out:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.conn.side_lost(exc)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self.loop.add_writer(self.fd, self._writable)
+        self.out += data
+        if not self.paused and len(self.out) > WRITE_HIGH:
+            self.paused = True
+            if self.link_out is not None:
+                self.link_out.set_dst_paused(True)
 
-    def pause_writing(self) -> None:
-        if self.link_out is not None:
-            self.link_out.set_dst_paused(True)
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.conn.side_lost(exc)
+            return
+        del self.out[:sent]
+        if self.paused and len(self.out) <= WRITE_LOW:
+            self.paused = False
+            if self.link_out is not None:
+                self.link_out.set_dst_paused(False)
+        if self.out or not self.open:
+            return
+        self.loop.remove_writer(self.fd)
+        if self.closing:
+            self._close_now()
+        elif self.eof_pending:
+            self._shutdown_write()
 
-    def resume_writing(self) -> None:
-        if self.link_out is not None:
-            self.link_out.set_dst_paused(False)
+    def write_eof(self) -> None:
+        """Half-close: FIN after the pending output."""
+        if not self.open or self.closing or self.eof_pending:
+            return
+        self.eof_pending = True
+        if not self.out:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        with contextlib.suppress(OSError):  # the peer is gone; its reset will be read
+            self.sock.shutdown(socket.SHUT_WR)
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading; close once the pending output is sent (then FIN)."""
+        if not self.open or self.closing:
+            return
+        self.closing = True
+        self.stop_reading()
+        if not self.out:
+            self._close_now()
+
+    def abort(self, *, reset: bool = False) -> None:
+        """Close at once, dropping pending output; with `reset`, send an RST."""
+        if not self.open:
+            return
+        if reset:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._close_now()
+
+    def _close_now(self) -> None:
+        self.open = False
+        self.stop_reading()
+        if self.out:
+            self.out.clear()
+        self.loop.remove_writer(self.fd)
+        self.sock.close()
 
 
 class Link:
@@ -177,9 +304,6 @@ class Link:
         self.direction = direction
         self.src = src
         self.dst = dst
-        assert src.transport is not None and dst.transport is not None
-        self.src_transport: asyncio.Transport = src.transport
-        self.dst_transport: asyncio.Transport = dst.transport
         self.chain: list[_Attached] = []
         self.queue: deque[tuple[float, bytes | None]] = deque()
         self.queued = 0
@@ -197,17 +321,10 @@ class Link:
     def feed(self, data: memoryview) -> None:
         """Take one read; `data` views the shared receive buffer, valid until we return."""
         if not self.chain and self.pump is None:
-            # Fast path, no toxic in this direction: straight to the other socket.
+            # Fast path, no toxic in this direction: straight to the other socket, sent
+            # from the receive buffer itself (`write` copies only what is left over).
             self.moved += len(data)
-            dst = self.dst_transport
-            if dst.get_write_buffer_size():
-                dst.write(bytes(data))  # it is queued behind earlier data: keep a copy
-            else:
-                dst.write(data)  # usually sent at once, from the buffer itself
-                if dst.get_write_buffer_size():
-                    # A partial send: the transport kept the rest, and some Python
-                    # versions keep a view rather than a copy. Stop reusing the buffer.
-                    self.conn.proxy.recv.renew()
+            self.dst.write(data)
             return
         self.queue.append((self.conn.loop.time(), bytes(data)))
         self.queued += len(data)
@@ -233,9 +350,9 @@ class Link:
         if pause != self.reading_paused and not self.conn.closed:
             self.reading_paused = pause
             if pause:
-                self.src_transport.pause_reading()
+                self.src.stop_reading()
             else:
-                self.src_transport.resume_reading()
+                self.src.start_reading()
 
     def _ensure_pump(self) -> None:
         if self.pump is None and not self.conn.closed:
@@ -390,7 +507,7 @@ class Link:
             if self.conn.closed:
                 return
         self.moved += len(data)
-        self.dst_transport.write(data)
+        self.dst.write(data)
 
     async def _through_eof(self, chain: tuple[_Attached, ...]) -> None:
         for attached in chain:
@@ -406,52 +523,45 @@ class Link:
             return
         if self.conn.both_eof():
             self.conn.close()
-        elif self.dst_transport.can_write_eof():
-            self.dst_transport.write_eof()
         else:
-            self.conn.close()
+            self.dst.write_eof()
 
 
 class Connection:
     """One accepted client and its upstream socket."""
 
-    def __init__(self, proxy: Proxy, client: _Side) -> None:
+    def __init__(self, proxy: Proxy, client: socket.socket) -> None:
         self.proxy = proxy
         self.loop = proxy.loop
         self.rng = proxy.rng
         self.timers = timers_for(self.loop)
-        self.client = client
+        self.closed = False
+        # Read nothing until both links exist: the client waits for the upstream dial.
+        self.client = _Side(self, client)
         self.server: _Side | None = None
         self.up: Link | None = None
         self.down: Link | None = None
-        self.closed = False
         proxy.connections.add(self)
         self.dialing = self.loop.create_task(self._dial())
 
     async def _dial(self) -> None:
-        assert self.client.transport is not None
         try:
             host, port = split_host_port(self.proxy.upstream)
-            _, protocol = await self.loop.create_connection(
-                lambda: _Side(self, self.proxy), host or "127.0.0.1", int(port)
-            )
+            sock = await _connect(self.loop, host or "127.0.0.1", int(port))
         except (OSError, ValueError, ApiError):
             # Toxiproxy closes the client at once: it sees a connect, then EOF.
             self.close()
             return
-        assert isinstance(protocol, _Side)
-        self.server = protocol
         if self.closed:
-            if protocol.transport is not None:
-                protocol.transport.close()
+            sock.close()
             return
-        self.up = Link(self, Stream.UPSTREAM, self.client, protocol)
-        self.down = Link(self, Stream.DOWNSTREAM, protocol, self.client)
+        server = self.server = _Side(self, sock)
+        self.up = Link(self, Stream.UPSTREAM, self.client, server)
+        self.down = Link(self, Stream.DOWNSTREAM, server, self.client)
         for toxic in self.proxy.toxics:
             self.link(toxic.direction).attach(toxic)
-        self.client.transport.resume_reading()
-        assert protocol.transport is not None
-        protocol.transport.resume_reading()
+        self.client.start_reading()
+        server.start_reading()
 
     def link(self, direction: Stream) -> Link:
         link = self.up if direction is Stream.UPSTREAM else self.down
@@ -461,9 +571,8 @@ class Connection:
     def both_eof(self) -> bool:
         return bool(self.up and self.up.eof_done and self.down and self.down.eof_done)
 
-    def _transports(self) -> list[asyncio.Transport]:
-        sides = [self.client, self.server]
-        return [side.transport for side in sides if side is not None and side.transport]
+    def _sides(self) -> list[_Side]:
+        return [side for side in (self.client, self.server) if side is not None]
 
     def _finish(self) -> bool:
         if self.closed:
@@ -489,27 +598,47 @@ class Connection:
     def close(self) -> None:
         """Close both sockets (pending writes are flushed first, then FIN)."""
         if self._finish():
-            for transport in self._transports():
-                transport.close()
+            for side in self._sides():
+                side.close()
 
     def reset(self) -> None:
         """Close both sockets with an RST (SO_LINGER 0), as reset_peer does."""
         if self._finish():
-            for transport in self._transports():
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                transport.abort()
+            for side in self._sides():
+                side.abort(reset=True)
 
-    def side_lost(self, side: _Side, exc: Exception | None) -> None:
-        if exc is not None:
-            # A reset or socket error on one side: drop the other side without flushing.
-            if self._finish():
-                for transport in self._transports():
-                    transport.abort()
-        elif not self.closed:
-            # Closed under us without an EOF first: behave as Toxiproxy, close the pair.
-            self.close()
+    def side_lost(self, exc: OSError) -> None:
+        """A reset or socket error on one side: drop the other side without flushing."""
+        log.debug("proxy %s: connection lost: %s", self.proxy.name, exc)
+        if self._finish():
+            for side in self._sides():
+                side.abort()
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket to host:port (each resolved address in turn)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        targets: list[tuple[int, tuple[Any, ...]]] = [(i[0], i[4]) for i in infos]
+    else:  # a literal address: no resolver thread
+        targets = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
+    failure: OSError = OSError(f"no address for {host}")
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:  # cancelled: the connection closed while dialing
+            sock.close()
+            raise
+        return sock
+    raise failure
 
 
 class Proxy:
@@ -533,26 +662,55 @@ class Proxy:
         self.rng = rng
         self.toxics: list[Toxic] = []
         self.connections: set[Connection] = set()
-        self.server: asyncio.Server | None = None
+        self.listener: socket.socket | None = None
         self.recv = _recv_buffer_for(loop)
         self._on_closed = on_closed
+        self._retry: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Listen on `listen` (replaced by the bound address) unless already running."""
-        if self.server is not None:
+        if self.listener is not None:
             return
         sock, bound = bind_listener(self.listen)
-        self.server = await self.loop.create_server(
-            lambda: _Side(None, self), sock=sock, backlog=socket.SOMAXCONN
-        )
+        self.listener = sock
+        self.loop.add_reader(sock.fileno(), self._accept)
         self.listen = bound
         self.enabled = True
 
+    def _accept(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_OUT_OF_RESOURCES:
+                    raise
+                # Out of descriptors or memory: stop accepting for a while, as asyncio's
+                # servers do, rather than spin on a listener that stays readable.
+                log.warning("proxy %s: accept: %s; retrying in 1 s", self.name, exc)
+                self.loop.remove_reader(listener.fileno())
+                self._retry = self.loop.call_later(ACCEPT_RETRY, self._resume_accepting)
+                return
+            Connection(self, client)
+
+    def _resume_accepting(self) -> None:
+        self._retry = None
+        if self.listener is not None:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
+
     def stop(self) -> None:
         """Stop listening and close every live connection."""
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self.enabled = False
         for conn in list(self.connections):
             conn.close()

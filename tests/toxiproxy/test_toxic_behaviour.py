@@ -7,6 +7,7 @@ where a stall must have ended), so a noisy machine cannot fail them.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
@@ -248,3 +249,33 @@ def test_toxicity_half_is_per_connection(api: ToxiproxyClient, proxy: Proxy) -> 
                 assert second  # same decision for every message of a connection
             outcomes.append(first)
     assert 0 < sum(outcomes) < 16
+
+
+def test_upstream_by_host_name(api: ToxiproxyClient, name: str, echo: str) -> None:
+    # A name (not a literal address) is resolved before dialing.
+    created = api.create_proxy(name, "127.0.0.1:0", "localhost:" + echo.rsplit(":", 1)[1])
+    try:
+        with connect(created.listen) as sock:
+            assert exchange(sock, b"named")[0] == b"named"
+    finally:
+        api.delete_proxy(name)
+
+
+def test_client_reset_drops_the_upstream_side(api: ToxiproxyClient, name: str) -> None:
+    # An RST from the client (a read error in the proxy) must not leave the upstream
+    # connection open: the proxy drops it too.
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        created = api.create_proxy(name, "127.0.0.1:0", f"127.0.0.1:{upstream.getsockname()[1]}")
+        try:
+            client = connect(created.listen)
+            upstream.settimeout(5)
+            accepted, _ = upstream.accept()
+            with accepted:
+                client.sendall(b"x")
+                accepted.settimeout(5)
+                assert accepted.recv(1) == b"x"
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()  # SO_LINGER 0: an RST
+                assert read_outcome(accepted, 5) in ("eof", "reset")
+        finally:
+            api.delete_proxy(name)
