@@ -4,12 +4,14 @@ Reads and validates everything before it binds a port: a bad argument, config or
 bug name is one clear line on stderr and exit code 2; a data dir that fails recovery
 (mid-log corruption, acceptedEpoch < currentEpoch) is exit code 2 too, naming the
 file and offset. The first event of every boot is `boot`, carrying the planted bug.
+
+The peer needs only the standard library: the launcher starts it with `python -S`
+(`harness.cluster.PEER_PYTHON_FLAGS`), so it must not import third-party packages.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imports here keep `--help` fast and let argparse errors come first.
+    import asyncio
+
     from harness.events import EventWriter
     from peer.config import ConfigError, load_config
     from peer.domain import Bug, Role
