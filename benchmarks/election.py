@@ -4,7 +4,10 @@ For each cluster size (3, 5, 7 voters, fast timing profile: 200 ms finalize wait
 starts the peers directly on 127.0.0.1 (each dials the others' own ports: no proxy,
 so the figures are the peer's) and prints:
 
-- spawn -> first `established` event (the first leader), per trial;
+- spawn -> first `established` event (the first leader): from the instant before the
+  first peer is spawned to the first leader's `established` event, over --starts fresh
+  clusters, with the split: last peer's `boot` (interpreter and imports done), first
+  `decided` (the election itself is at least the 200 ms finalize wait);
 - SIGKILL of the leader -> the next `established` event of another peer (median, p95,
   worst over --kills kills; the killed peer is restarted and rejoins between kills);
 - SIGSTOP of the leader -> the next `established` event of another peer (the stopped
@@ -13,17 +16,23 @@ so the figures are the peer's) and prints:
 
 Times come from the peers' own event logs (`t` = CLOCK_MONOTONIC ns, the clock this
 script reads before it sends a signal), so polling adds nothing to them. Run dirs go
-to a temporary directory.
+to a temporary directory. Peers start as the launcher starts them (`harness.cluster`:
+its interpreter flags, PYTHONPATH, warm bytecode cache); `--peer-flags` replaces the
+flags, e.g. `--peer-flags=` to compare with a plain `python -m peer`. The load average
+is printed: two shared cores make every figure noisy, so repeat and compare runs made
+side by side.
 
-    python benchmarks/election.py [--peers 3 5 7] [--kills 20] [--stops 5]
+    python benchmarks/election.py [--peers 3 5 7] [--starts 5] [--kills 20] [--stops 5]
+        [--peer-flags "-S"]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +42,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from peer.domain import FAST
-from tests.peer.test_integration_support import DirectPeers, peer_env
+import tests.peer.test_integration_support as support
+from harness.cluster import PEER_PYTHON_FLAGS, peer_argv, peer_env, precompile_peer
+from peer.domain import FAST, Bug
+from tests.peer.test_integration_support import DirectPeers
 
 LEADER_TIMEOUT_S = 30.0
 MIB = 1024 * 1024
@@ -99,31 +110,45 @@ def fmt(values: list[float]) -> str:
     )
 
 
-def cached_env(cache: Path) -> dict[str, str]:
-    """The peers' environment with bytecode caching on, into `cache` (not the repo):
-    a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise make every peer start
-    compile its modules from source, which is not what a deployment does."""
-    env = peer_env()
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(cache)
-    warm = "import peer.__main__, peer.node, peer.storage, harness.events"
-    subprocess.run([sys.executable, "-c", warm], env=env, check=True)
-    return env
+def launch_as_harness(flags: tuple[str, ...]) -> None:
+    """Make DirectPeers spawn peers with the launcher's command line (with `flags` as
+    the interpreter flags) instead of the tests' plain `python -m peer`."""
+
+    def argv(
+        sid: int, config_path: Path, data: Path, events: Path, bug: Bug | str | None = None
+    ) -> list[str]:
+        line = peer_argv(sys.executable, sid, config_path, data, events, None)
+        line[1 : 1 + len(PEER_PYTHON_FLAGS)] = flags
+        return line + (["--bug", str(bug)] if bug is not None else [])
+
+    support.peer_argv = argv
 
 
-def run_size(
-    size: int, root: Path, kills: int, stops: int, env: dict[str, str]
-) -> dict[str, object]:
+def first_leader(size: int, root: Path, env: dict[str, str]) -> dict[str, float]:
+    """One cold start of `size` empty peers: ms from just before the first spawn to
+    the last `boot`, the first `decided` and the first `established`."""
     with DirectPeers(root, range(1, size + 1), timing=FAST, env=env) as peers:
         tail = Tail(peers)
         t0 = time.monotonic_ns()
         peers.start()
         t_first, _ = tail.wait(t0, None, "after spawning")
-        first_ms = (t_first - t0) / 1e6
-        # Split: interpreter start-up until the last peer listens, then the election.
-        listening = [e.t for sid in peers.sids for e in peers.events(sid, "listening")]
-        listen_ms = (max(listening) - t0) / 1e6
+        boots = [e.t for sid in peers.sids for e in peers.events(sid, "boot")]
+        decided = [e.t for sid in peers.sids for e in peers.events(sid, "decided")]
+    return {
+        "first": (t_first - t0) / 1e6,
+        "last_boot": (max(boots) - t0) / 1e6,
+        "decided": (min(decided) - t0) / 1e6,
+    }
+
+
+def run_size(
+    size: int, root: Path, starts: int, kills: int, stops: int, env: dict[str, str]
+) -> dict[str, object]:
+    cold = [first_leader(size, root / f"start-{i}", env) for i in range(starts)]
+    with DirectPeers(root / "faults", range(1, size + 1), timing=FAST, env=env) as peers:
+        peers.start()
         leader = peers.wait_for_leader(LEADER_TIMEOUT_S)
+        tail = Tail(peers)
 
         kill_ms: list[float] = []
         for _ in range(kills):
@@ -147,37 +172,54 @@ def run_size(
 
         rss = [psutil.Process(peers.pid(sid)).memory_info().rss / MIB for sid in peers.sids]
     return {
-        "listen_ms": listen_ms,
-        "first_ms": first_ms,
+        "first_ms": [c["first"] for c in cold],
+        "boot_ms": [c["last_boot"] for c in cold],
+        "decided_ms": [c["decided"] for c in cold],
         "kill_ms": kill_ms,
         "stop_ms": stop_ms,
         "rss": rss,
     }
 
 
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, nargs="+", default=[3, 5, 7])
+    parser.add_argument("--starts", type=int, default=5, help="cold starts per size")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--stops", type=int, default=5)
+    parser.add_argument(
+        "--peer-flags",
+        default=" ".join(PEER_PYTHON_FLAGS),
+        help="the peers' interpreter flags (default: the launcher's)",
+    )
     args = parser.parse_args()
-    if any(n < 3 for n in args.peers) or args.kills < 1 or args.stops < 0:
-        parser.error("--peers must be >= 3 each, --kills >= 1, --stops >= 0")
+    if any(n < 3 for n in args.peers) or args.starts < 1 or args.kills < 1 or args.stops < 0:
+        parser.error("--peers must be >= 3 each, --starts >= 1, --kills >= 1, --stops >= 0")
+    flags = tuple(shlex.split(args.peer_flags))
+    launch_as_harness(flags)
+    env = peer_env()
+    precompile_peer(env)
     print(f"fast profile: finalize wait {FAST.finalize_wait_ms} ms, tick {FAST.tick_ms} ms")
+    print(f"peer command: python {' '.join(flags)} -m peer ...; {load()}")
     with tempfile.TemporaryDirectory(prefix="qc-election-") as tmp:
-        env = cached_env(Path(tmp) / "pycache")
         for size in args.peers:
-            result = run_size(size, Path(tmp) / f"n{size}", args.kills, args.stops, env)
+            result = run_size(
+                size, Path(tmp) / f"n{size}", args.starts, args.kills, args.stops, env
+            )
             rss = result["rss"]
             assert isinstance(rss, list)
             print(f"--- {size} peers")
-            print(
-                f"  spawn -> first established : {result['first_ms']:.1f} ms "
-                f"(last peer listening at {result['listen_ms']:.1f} ms)"
-            )
+            print(f"  spawn -> first established : {fmt(result['first_ms'])}")  # type: ignore[arg-type]
+            print(f"    spawn -> last peer's boot: {fmt(result['boot_ms'])}")  # type: ignore[arg-type]
+            print(f"    spawn -> first decided   : {fmt(result['decided_ms'])}")  # type: ignore[arg-type]
             print(f"  SIGKILL leader -> established: {fmt(result['kill_ms'])}")  # type: ignore[arg-type]
             print(f"  SIGSTOP leader -> established: {fmt(result['stop_ms'])}")  # type: ignore[arg-type]
             print(f"  RSS per peer: max {max(rss):.1f} MiB, mean {statistics.mean(rss):.1f} MiB")
+            print(f"  {load()}")
             sys.stdout.flush()
     return 0
 
