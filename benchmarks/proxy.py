@@ -284,6 +284,7 @@ def main() -> int:
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--no-real", action="store_true", help="skip a real toxiproxy-server")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows: list[dict[str, float]] = []
     for _ in range(args.runs):
         proc, url = spawn_server(seed=1)
@@ -308,7 +309,8 @@ def main() -> int:
     print(
         f"(bulk {args.bulk_mib} MiB x{args.repeat}, best; RTT {args.batches}x{args.per_batch} "
         f"interleaved; {args.latency_count} latency samples; cpus={os.cpu_count()}; "
-        f"load avg {os.getloadavg()[0]:.1f})"
+        f"1-min load avg {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; the "
+        "machine's other work inflates every figure, so compare runs at similar load)"
     )
     return 0
 
