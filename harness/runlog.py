@@ -14,7 +14,14 @@ from pathlib import Path
 
 from harness.checker import RunLogs, Verdict, check
 from harness.errors import HarnessError
-from harness.events import HARNESS_LOG, HISTORY_LOG, PEER_LOG_GLOB, LogRead, read_log
+from harness.events import (
+    HARNESS_LOG,
+    HISTORY_LOG,
+    PEER_LOG_GLOB,
+    LogRead,
+    gc_paused,
+    read_log,
+)
 from peer.config import ConfigError, load_config
 
 CONFIG_FILE = "cluster.json"
@@ -51,18 +58,23 @@ def load_run(run_dir: Path) -> RunLogs:
     except ConfigError as exc:
         raise RunDirError(run_dir, str(exc)) from None
     peer_logs: dict[int, LogRead] = {}
-    for path in sorted(run_dir.glob(PEER_LOG_GLOB)):
-        suffix = path.stem.split("-", 1)[1]
-        if not suffix.isdigit():
-            raise RunDirError(run_dir, f"{path.name}: peer log name has no sid")
-        peer_logs[int(suffix)] = _read(run_dir, path)
     harness_path, history_path = run_dir / HARNESS_LOG, run_dir / HISTORY_LOG
+    # One pause of the garbage collector over all the logs, not one per file: each
+    # re-enabling would make the collector walk every object read so far again.
+    with gc_paused():
+        for path in sorted(run_dir.glob(PEER_LOG_GLOB)):
+            suffix = path.stem.split("-", 1)[1]
+            if not suffix.isdigit():
+                raise RunDirError(run_dir, f"{path.name}: peer log name has no sid")
+            peer_logs[int(suffix)] = _read(run_dir, path)
+        harness = _read(run_dir, harness_path) if harness_path.exists() else None
+        history = _read(run_dir, history_path) if history_path.exists() else None
     return RunLogs(
         members=config.roles,
         timing=config.timing,
         peer_logs=peer_logs,
-        harness=_read(run_dir, harness_path) if harness_path.exists() else None,
-        history=_read(run_dir, history_path) if history_path.exists() else None,
+        harness=harness,
+        history=history,
     )
 
 
