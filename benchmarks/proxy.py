@@ -16,11 +16,18 @@ the three latency figures. The echo and source servers are threads of this proce
 TCP_NODELAY; the client is a tight blocking loop with a warm-up.
 
 Run: `python benchmarks/proxy.py [--runs 3] [--bulk-mib 256]`.
+
+On a shared machine the overhead moves by +-20 us from one minute to the next (load,
+which CPU the proxy lands on), more than most changes to the proxy. To compare two
+versions, `--baseline DIR` (a checkout of another version, e.g. from `git archive`)
+runs both servers at once and measures the round trip through each in the same
+interleaved batches: `python benchmarks/proxy.py --baseline /tmp/base --ab-only`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -237,6 +244,63 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
     return row
 
 
+def _spawn_baseline(tree: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The embedded server of another checkout (`tree` holds its `faults` package)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faults.toxiproxy", "--host", "127.0.0.1", "--port", "0"],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the server's one start-up line
+    try:
+        return proc, f"http://127.0.0.1:{int(json.loads(line)['port'])}"
+    except (ValueError, KeyError) as exc:
+        stop_server(proc)
+        raise SystemExit(f"baseline server in {tree} did not start: {line!r}") from exc
+
+
+def ab_rtt(tree: Path, args: argparse.Namespace) -> None:
+    """RTT overhead of this checkout and of `tree`, in the same interleaved batches."""
+    servers = {"this": spawn_server(seed=1), "baseline": _spawn_baseline(tree)}
+    try:
+        with serve(_Echo) as echo:
+            routes = {"direct": echo}
+            for label, (_, url) in servers.items():
+                proxy = ToxiproxyClient(url).create_proxy("bench_ab", "127.0.0.1:0", echo)
+                routes[label] = proxy.listen
+            socks = {label: _connect(address) for label, address in routes.items()}
+            try:
+                for sock in socks.values():
+                    round_trips(sock, 300)
+                overheads: dict[str, list[float]] = {"this": [], "baseline": []}
+                labels = list(socks)
+                for index in range(args.batches):
+                    # Rotate the order so a load change mid-batch does not bias one.
+                    order = labels[index % 3 :] + labels[: index % 3]
+                    p50 = {
+                        label: statistics.median(round_trips(socks[label], args.per_batch))
+                        for label in order
+                    }
+                    for label in overheads:
+                        overheads[label].append(p50[label] - p50["direct"])
+            finally:
+                for sock in socks.values():
+                    sock.close()
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+    for label, values in overheads.items():
+        print(
+            f"  rtt +p50 us, {label:8s}: median {statistics.median(values) * 1e6:.1f}, "
+            f"range {min(values) * 1e6:.1f} .. {max(values) * 1e6:.1f} over {len(values)} batches"
+        )
+
+
 def _real_server() -> tuple[subprocess.Popen[bytes], str] | None:
     if not shutil.which("toxiproxy-server"):
         return None
@@ -283,8 +347,19 @@ def main() -> int:
     parser.add_argument("--latency-count", type=int, default=150)
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--no-real", action="store_true", help="skip a real toxiproxy-server")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="another checkout: A/B its RTT overhead"
+    )
+    parser.add_argument("--ab-only", action="store_true", help="with --baseline: only the A/B")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
+    if args.baseline is not None:
+        print(f"A/B against {args.baseline} (1-min load avg {load_before:.1f}):")
+        for _ in range(args.runs):
+            ab_rtt(args.baseline.resolve(), args)
+        if args.ab_only:
+            print(f"(1-min load avg {os.getloadavg()[0]:.1f} after)")
+            return 0
     rows: list[dict[str, float]] = []
     for _ in range(args.runs):
         proc, url = spawn_server(seed=1)
