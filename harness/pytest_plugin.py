@@ -29,6 +29,7 @@ import shlex
 import shutil
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from faults.nemesis import Nemesis
     from faults.plan import Plan
     from harness.checker import Verdict
-    from harness.cluster import Cluster
+    from harness.cluster import Cluster, ClusterSpec
 
 ENV_PREFIX = "QUORUM_CHAOS_"
 MARKER_KEYS = frozenset({"peers", "duration", "profile", "bug", "seed", "observers", "timing"})
@@ -212,6 +213,9 @@ class _TestState:
     plan: Plan | None = None
     verdict: Verdict | None = None
     nemeses: list[Nemesis] = field(default_factory=list)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # What run.json records besides the plan, known once the first cluster is made.
+    run_inputs: dict[str, Any] | None = None
 
 
 _STATE = pytest.StashKey[_TestState]()
@@ -372,9 +376,8 @@ def _check_marker_value(key: str, value: Any) -> Any:
 
 def _replay_source(path: Path) -> tuple[int | None, Plan, str | None]:
     """(seed, plan, bug) recorded in a run dir, for --chaos-replay."""
-    import json
-
     from faults.plan import load_plan
+    from harness.runner import PLUGIN_OPTIONS_JSON, RUN_JSON, RunUsageError, recorded_options
 
     if not (path / "plan.json").is_file():
         pytest.fail(f"--chaos-replay {path}: no plan.json in that run dir", pytrace=False)
@@ -382,9 +385,11 @@ def _replay_source(path: Path) -> tuple[int | None, Plan, str | None]:
     seed_file = path / "seed"
     seed = int(seed_file.read_text().strip()) if seed_file.is_file() else plan.seed
     bug = None
-    options_file = path / "options.json"
-    if options_file.is_file():
-        bug = json.loads(options_file.read_text()).get("bug")
+    if any((path / name).is_file() for name in (RUN_JSON, PLUGIN_OPTIONS_JSON)):
+        try:
+            bug = recorded_options(path).get("bug")
+        except RunUsageError as exc:
+            pytest.fail(f"--chaos-replay {path}: {exc}", pytrace=False)
     return seed, plan, bug
 
 
@@ -587,7 +592,7 @@ class ClusterFactory:
         run_dir = self._state.run_dir if n == 0 else self._state.run_dir / f"cluster-{n + 1}"
         run_dir.mkdir(parents=True, exist_ok=True)
         if n == 0:
-            _write_options(run_dir, s, peers=spec.peers, bug=bug_name)
+            _record_inputs(self._state, spec, bug=bug_name, timing=timing_name)
         cluster = Cluster(spec, run_dir)
         self._state.clusters.append(cluster)
         if start:
@@ -604,19 +609,69 @@ class ClusterFactory:
         return self._state.clusters[0]
 
 
-def _write_options(run_dir: Path, s: ChaosSettings, *, peers: int, bug: str | None) -> None:
-    import json
+def _record_inputs(state: _TestState, spec: ClusterSpec, *, bug: str | None, timing: str) -> None:
+    """Before the first cluster starts: `run.json` (the schema `quorum-chaos run` writes,
+    so `quorum-chaos replay` reads either) and, unless one is there, a `plan.json` with
+    no faults over the test's duration: what the test runs until it makes a nemesis,
+    whose plan then replaces it (and is recorded in run.json)."""
+    from faults.plan import Plan, save_plan
 
-    options = {
+    s = state.settings
+    state.run_inputs = {
+        "peers": spec.peers,
         "seed": s.seed,
-        "peers": peers,
         "duration_s": s.duration,
         "profile": s.profile,
+        "plan_path": s.replay / "plan.json" if s.replay is not None else None,
         "bug": bug,
-        "timing": s.timing,
-        "source": "pytest",
+        "out_dir": state.run_dir.parent,
+        "timing": timing,
+        "toxiproxy_url": s.toxiproxy,
+        "progress": False,
+        "observers": spec.observers,
     }
-    (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n", "utf-8")
+    plan_path = state.run_dir / "plan.json"
+    if plan_path.is_file():
+        _write_run_json(state, None)
+        return
+    sids = tuple(range(1, spec.peers + 1))
+    plan = Plan(
+        generator_version=None,
+        profile="no-faults",
+        seed=s.seed,
+        peers=sids,
+        duration_ms=max(1, round(s.duration * 1000)),
+        quiet_ms=0,
+        initially_running=sids,
+        steps=(),
+    )
+    save_plan(plan, plan_path)
+    _write_run_json(state, plan)
+
+
+def _write_run_json(state: _TestState, plan: Plan | None) -> None:
+    """(Re)write the test's run.json with `plan` (None: the plan.json in the run dir)."""
+    from faults.plan import load_plan
+    from harness.runner import run_record, write_run_json
+    from peer.domain import TIMING_PROFILES
+
+    inputs = state.run_inputs
+    if inputs is None:  # no cluster yet: run.json is written when the first one is made
+        return
+    if plan is None:
+        plan = load_plan(state.run_dir / "plan.json")
+    record = run_record(
+        source="pytest",
+        options=inputs,
+        plan=plan,
+        observers=inputs["observers"],
+        timing_name=inputs["timing"],
+        timing=TIMING_PROFILES[inputs["timing"]],
+        workload=None,  # the test drives its own workload, if any
+        replay_of=state.settings.replay,
+        started_at=state.started_at,
+    )
+    write_run_json(state.run_dir, record)
 
 
 @pytest.fixture
@@ -662,6 +717,8 @@ class NemesisFactory:
             self._state.plan = plan
         chosen = self.plan(target.spec.peers)
         save_plan(chosen, target.run_dir / "plan.json")
+        if target.run_dir == self._state.run_dir:
+            _write_run_json(self._state, chosen)
         nemesis = Nemesis(target, chosen, seed=self._state.settings.seed, workload=workload)
         self._state.nemeses.append(nemesis)
         return nemesis
@@ -712,17 +769,31 @@ class Checker:
         self._state = state
 
     def __call__(self, run_dir: Path | None = None, *, close: bool = True) -> CheckResult:
-        from harness.runlog import check_run_dir, write_verdict
-
         if close:
             for cluster in self._state.clusters:
                 cluster.close(reason="checking")
         target = run_dir if run_dir is not None else self._state.run_dir
-        verdict = check_run_dir(target)
-        write_verdict(target, verdict)
+        verdict = _check_and_record(target)
         if run_dir is None or run_dir == self._state.run_dir:
             self._state.verdict = verdict
         return CheckResult(verdict, target)
+
+
+def _check_and_record(run_dir: Path) -> Verdict:
+    """Check a run dir and leave `verdict.json` and `report.html` in it, as a CLI run
+    does (the report is best effort: the verdict stands without its picture)."""
+    from harness.report import write_report
+    from harness.runlog import check_run_dir, write_verdict
+
+    verdict = check_run_dir(run_dir)
+    write_verdict(run_dir, verdict)
+    try:
+        write_report(run_dir)
+    except Exception as exc:
+        import warnings
+
+        warnings.warn(f"quorum-chaos: report.html not written in {run_dir}: {exc}", stacklevel=2)
+    return verdict
 
 
 @pytest.fixture
@@ -766,12 +837,9 @@ def _failure_section(item: pytest.Item, state: _TestState) -> str:
         # The test failed before checking: end the run now (teardown would anyway) and
         # check it, so the section shows what the logs say.
         try:
-            from harness.runlog import check_run_dir, write_verdict
-
             for cluster in state.clusters:
                 cluster.close(reason="test failed")
-            verdict = check_run_dir(state.run_dir)
-            write_verdict(state.run_dir, verdict)
+            verdict = _check_and_record(state.run_dir)
             state.verdict = verdict
         except Exception as exc:
             lines.append(f"checker: could not check the run dir: {exc}")

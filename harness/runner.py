@@ -63,8 +63,11 @@ EXIT_INFRA = 3
 RUN_JSON = "run.json"
 PLAN_JSON = "plan.json"
 SEED_FILE = "seed"
-PLUGIN_OPTIONS_JSON = "options.json"  # what the pytest plugin records instead of run.json
-RUN_JSON_VERSION = 1
+# What the pytest plugin recorded before it wrote run.json; replay still reads it.
+PLUGIN_OPTIONS_JSON = "options.json"
+# 2: one schema for every run dir (CLI and pytest plugin), with "source" and "observers";
+# fields the source does not know (the plugin's workload, rate, clients) are null.
+RUN_JSON_VERSION = 2
 START_TIMEOUT_S = 10.0  # peers and the proxy server must be listening within this
 
 
@@ -236,26 +239,67 @@ def _versions() -> dict[str, Any]:
     }
 
 
-def run_json(prep: PreparedRun, *, started_at: datetime) -> dict[str, Any]:
-    """The content of run.json: every option, the resolved timing and bug, versions."""
-    options = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in _options_dict(prep.options).items()
-    }
+def run_record(
+    *,
+    source: str,
+    options: Mapping[str, Any],
+    plan: Plan,
+    observers: int,
+    timing_name: str,
+    timing: Timing,
+    workload: WorkloadConfig | None,
+    replay_of: Path | None,
+    started_at: datetime,
+) -> dict[str, Any]:
+    """The content of run.json, for every writer of run dirs (`source`: "cli" for
+    `quorum-chaos run`/`replay`, "pytest" for the plugin): `options` holds every
+    `RunOptions` field (null where the source has no such option), then the plan's
+    shape, the resolved timing and bug, the workload (null when a test drove its own),
+    versions. `replay` reads `options` back."""
+    known = {name: options.get(name) for name in RunOptions.__dataclass_fields__}
+    bug = known["bug"]
     return {
-        "options": options,
-        "seed": prep.options.seed,
-        "peers": len(prep.plan.peers),
-        "profile": prep.plan.profile,
-        "duration_ms": prep.plan.duration_ms,
-        "quiet_ms": prep.plan.quiet_ms,
-        "bug": prep.bug.value if prep.bug is not None else None,
-        "timing": {"name": prep.options.timing, **asdict(prep.timing)},
-        "workload": asdict(prep.workload),
-        "replay_of": str(prep.replay_of) if prep.replay_of is not None else None,
+        "source": source,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in known.items()},
+        "seed": known["seed"],
+        "peers": len(plan.peers),
+        "observers": observers,
+        "profile": plan.profile,
+        "duration_ms": plan.duration_ms,
+        "quiet_ms": plan.quiet_ms,
+        "bug": bug,
+        "timing": {"name": timing_name, **asdict(timing)},
+        "workload": asdict(workload) if workload is not None else None,
+        "replay_of": str(replay_of) if replay_of is not None else None,
         "started_at": started_at.isoformat(timespec="seconds"),
         "argv": list(sys.argv),
         "versions": _versions(),
     }
+
+
+def run_json(prep: PreparedRun, *, started_at: datetime) -> dict[str, Any]:
+    """run.json of a CLI run: every option, the resolved timing and bug, versions."""
+    return run_record(
+        source="cli",
+        options=_options_dict(prep.options),
+        plan=prep.plan,
+        observers=0,
+        timing_name=prep.options.timing,
+        timing=prep.timing,
+        workload=prep.workload,
+        replay_of=prep.replay_of,
+        started_at=started_at,
+    )
+
+
+def write_run_json(run_dir: Path, record: Mapping[str, Any]) -> Path:
+    """Write run.json (temp file + rename: the plugin rewrites it once the plan is known,
+    and a reader must never see half of it)."""
+    path = run_dir / RUN_JSON
+    tmp = path.with_name(f".{RUN_JSON}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def _options_dict(options: RunOptions) -> dict[str, Any]:
@@ -266,8 +310,7 @@ def write_inputs(run_dir: Path, prep: PreparedRun, *, started_at: datetime) -> N
     """`seed`, `plan.json` (the expanded plan) and `run.json`, before anything starts."""
     (run_dir / SEED_FILE).write_text(f"{prep.options.seed}\n", encoding="utf-8")
     save_plan(prep.plan, run_dir / PLAN_JSON)
-    text = json.dumps(run_json(prep, started_at=started_at), indent=2, sort_keys=True)
-    (run_dir / RUN_JSON).write_text(text + "\n", encoding="utf-8")
+    write_run_json(run_dir, run_json(prep, started_at=started_at))
 
 
 # --- public API -------------------------------------------------------------------------
@@ -290,7 +333,7 @@ def replay_run(
     plan_path = old / PLAN_JSON
     if not plan_path.is_file():
         raise RunUsageError(f"{str(old)!r} has no {PLAN_JSON}: nothing to replay")
-    recorded = _recorded_options(old)
+    recorded = recorded_options(old)
     seed = _recorded_seed(old, recorded)
 
     def pick(name: str, kinds: tuple[type, ...], default: Any) -> Any:
@@ -319,8 +362,10 @@ def replay_run(
     return _execute(prepare(options, replay_of=old))
 
 
-def _recorded_options(run_dir: Path) -> Mapping[str, Any]:
-    """The options a run dir records: run.json (CLI runs) or options.json (plugin runs)."""
+def recorded_options(run_dir: Path) -> Mapping[str, Any]:
+    """The options a run dir records: run.json's `options` (every run dir since
+    run.json version 2), else options.json (pytest plugin run dirs made before). A
+    run.json with no `options` object at all (the simulator's) is read as the options."""
     for name, key in ((RUN_JSON, "options"), (PLUGIN_OPTIONS_JSON, None)):
         path = run_dir / name
         if not path.is_file():
@@ -329,8 +374,8 @@ def _recorded_options(run_dir: Path) -> Mapping[str, Any]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RunUsageError(f"cannot read {str(path)!r}: {exc}") from None
-        if key is not None:
-            data = data.get(key) if isinstance(data, dict) else None
+        if key is not None and isinstance(data, dict) and key in data:
+            data = data[key]
         if not isinstance(data, dict):
             raise RunUsageError(f"{str(path)!r} does not hold an options object")
         if isinstance(data.get("timing"), dict):  # tolerate {"name": ...}

@@ -113,7 +113,7 @@ def test_bad_values_are_clear_errors(
 
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.chaos(peers=3, duration=6*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.chaos(peers=3, duration=10*"])
     pytester.makepyfile("import pytest\n@pytest.mark.chaos(peers=3)\ndef test_x():\n    pass\n")
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
 
@@ -188,3 +188,56 @@ def test_xdist_workers_get_own_run_dirs_and_report(
     dirs = (tmp_path / "settings.jsonl").read_text().split()
     assert len(set(dirs)) == 2
     assert all("popen-gw" in d for d in dirs), dirs  # under the worker's own basetemp
+
+
+REPLAYABLE_TEST = """
+import os
+import pytest
+from harness.client import PeerClient
+
+@pytest.mark.chaos(peers=3, duration=3, bug="no-step-down")
+def test_record(chaos_cluster, chaos_check, chaos_run_dir):
+    cluster = chaos_cluster()
+    with PeerClient(*cluster.client_address(cluster.leader())) as client:
+        assert client.write("k", "v") > 0
+    with open(os.environ["SETTINGS_OUT"], "a") as f:
+        f.write(str(chaos_run_dir) + "\\n")
+    chaos_check()
+"""
+
+
+@pytest.mark.integration
+def test_plugin_run_dir_is_a_run_dir_replay_reads(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """A run dir left by the plugin has the files of a CLI run, run.json in the CLI's
+    schema, and `quorum-chaos replay` runs it again (with the bug it recorded)."""
+    import subprocess
+    import sys
+
+    pytester.makepyfile(REPLAYABLE_TEST)
+    pytester.runpytest_subprocess("--chaos-keep", "--chaos-seed", "21").assert_outcomes(passed=1)
+    (run_dir,) = (Path(p) for p in (tmp_path / "settings.jsonl").read_text().split())
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"plan.json", "seed", "cluster.json", "run.json", "verdict.json", "report.html"} <= names
+    assert {"peer-1.jsonl", "peer-2.jsonl", "peer-3.jsonl", "harness.jsonl"} <= names
+    assert "options.json" not in names
+    recorded = json.loads((run_dir / "run.json").read_text())
+    assert recorded["source"] == "pytest" and recorded["seed"] == 21
+    assert recorded["options"]["bug"] == recorded["bug"] == "no-step-down"
+    assert recorded["profile"] == "no-faults" and recorded["duration_ms"] == 3000
+
+    out = tmp_path / "replays"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "replay", str(run_dir), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode in (0, 1), f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    (new_dir,) = out.iterdir()
+    again = json.loads((new_dir / "run.json").read_text())
+    assert again["source"] == "cli" and again["replay_of"] == str(run_dir)
+    assert (again["seed"], again["bug"], again["peers"]) == (21, "no-step-down", 3)
+    assert (new_dir / "plan.json").read_bytes() == (run_dir / "plan.json").read_bytes()
+    assert (new_dir / "verdict.json").is_file()

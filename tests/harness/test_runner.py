@@ -156,9 +156,44 @@ def test_recorded_options_accept_plugin_runs(tmp_path: Path) -> None:
         json.dumps({"seed": 9, "bug": "no-step-down", "timing": "fast", "source": "pytest"}),
         encoding="utf-8",
     )
-    recorded = runner._recorded_options(tmp_path)
+    recorded = runner.recorded_options(tmp_path)
     assert recorded["bug"] == "no-step-down"
     assert runner._recorded_seed(tmp_path, recorded) == 9
+
+
+def test_recorded_options_of_a_simulated_run(tmp_path: Path) -> None:
+    """The simulator's run.json has no `options` object: its top level is read."""
+    (tmp_path / "run.json").write_text(
+        json.dumps({"simulated": True, "seed": 4, "bug": "minority-quorum"}), encoding="utf-8"
+    )
+    assert runner.recorded_options(tmp_path)["bug"] == "minority-quorum"
+
+
+def test_run_json_has_one_schema_for_every_source(tmp_path: Path) -> None:
+    """The CLI's run.json and the plugin's (`run_record(source="pytest")`) have the same
+    keys, and the same option names; what the plugin does not know is null."""
+    prep = prepare(_options(tmp_path))
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    cli = runner.run_json(prep, started_at=started)
+    plugin = runner.run_record(
+        source="pytest",
+        options={"peers": 3, "seed": 7, "bug": None, "timing": "fast", "observers": 1},
+        plan=prep.plan,
+        observers=1,
+        timing_name="fast",
+        timing=prep.timing,
+        workload=None,
+        replay_of=None,
+        started_at=started,
+    )
+    assert set(cli) == set(plugin) and set(cli["options"]) == set(plugin["options"])
+    assert (cli["source"], plugin["source"]) == ("cli", "pytest")
+    assert plugin["options"]["rate"] is None and plugin["workload"] is None
+    assert "observers" not in plugin["options"] and plugin["observers"] == 1
+    assert cli["versions"]["run_json"] == runner.RUN_JSON_VERSION == 2
+    runner.write_run_json(tmp_path, plugin)
+    assert runner.recorded_options(tmp_path)["seed"] == 7
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 # --- progress and exit codes ------------------------------------------------------------------
