@@ -11,6 +11,7 @@ description for the harness log; bad requests raise `FaultError` naming the dir/
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from faults.errors import FaultError
 from peer.domain import Txn
 from peer.errors import CorruptLogError
-from peer.records import encode_txn, scan_log
+from peer.records import LogScan, encode_txn, scan_log
 from peer.storage import LOG_PREFIX, list_segments, list_snapshots, parse_name
 
 
@@ -29,10 +30,20 @@ def _segments(data_dir: Path) -> list[tuple[int, str]]:
         raise FaultError("cannot list data dir", data_dir=str(data_dir), error=str(exc)) from exc
 
 
-def tear_log_tail(data_dir: Path, rng: random.Random) -> str:
-    """Leave the newest non-empty log segment ending in a torn write: either cut its last
-    record part-way, or append a partial record after it (the crash came mid-write)."""
+def tear_log_tail(data_dir: Path, rng: random.Random, *, nbytes: int | None = None) -> str:
+    """Leave the newest non-empty log segment ending in a torn write.
+
+    With `nbytes` (a plan's `TearLogTail.bytes`): cut exactly that many bytes off the
+    end of that segment, clamped to its size, so the crash tore the last `nbytes` of what
+    was written (possibly several records, ending mid-record or on a boundary). Without
+    it (callers that do not pass the step's count): cut the last record part-way, or
+    append a partial record after it, as `rng` picks. The description says how many
+    bytes were cut (or appended) and what is left."""
     data_dir = Path(data_dir)
+    if nbytes is not None and (
+        not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 1
+    ):
+        raise FaultError("bytes to tear must be a positive integer", bytes=nbytes)
     candidates = [name for _, name in _segments(data_dir) if (data_dir / name).stat().st_size]
     if not candidates:
         raise FaultError("no non-empty log segment to tear", data_dir=str(data_dir))
@@ -43,6 +54,8 @@ def tear_log_tail(data_dir: Path, rng: random.Random) -> str:
         scan = scan_log(data, source=str(path))
     except CorruptLogError as exc:
         raise FaultError("log segment is already corrupt", file=str(path), error=str(exc)) from exc
+    if nbytes is not None:
+        return _cut_tail(path, scan, nbytes)
     if scan.txns and rng.random() < 0.5:
         start = scan.record_start(len(scan.txns) - 1)
         length = scan.valid_end - start
@@ -69,6 +82,25 @@ def tear_log_tail(data_dir: Path, rng: random.Random) -> str:
     return (
         f"tore {name}: appended {len(part)} of {len(record)} bytes of a record at byte "
         f"offset {scan.valid_end}"
+    )
+
+
+def _cut_tail(path: Path, scan: LogScan, nbytes: int) -> str:
+    cut = min(nbytes, scan.size)
+    new_size = scan.size - cut
+    with path.open("r+b") as f:
+        f.truncate(new_size)
+        os.fsync(f.fileno())
+    # What survives whole: the records that end at or before the new size.
+    kept = bisect.bisect_right(scan.record_ends, new_size)
+    last = f"last whole record zxid {scan.txns[kept - 1].zxid:#x}" if kept else "no whole record"
+    partial = new_size - (scan.record_ends[kept - 1] if kept else 0)
+    asked = "" if cut == nbytes else f" (asked for {nbytes}, clamped to the file size)"
+    return (
+        f"tore {path.name}: cut {cut} byte{'' if cut == 1 else 's'} off its end{asked}; "
+        f"file {scan.size} -> "
+        f"{new_size} bytes, {kept} of {len(scan.txns)} records kept whole ({last}), "
+        f"{partial} bytes of a torn record after them"
     )
 
 

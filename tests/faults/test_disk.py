@@ -11,6 +11,7 @@ import pytest
 from faults.disk import corrupt_newest_snapshot, drop_unsynced_tail, tear_log_tail
 from faults.errors import FaultError
 from peer.domain import Txn, make_zxid
+from peer.records import HEADER_SIZE, encode_txn
 from peer.storage import Storage, list_segments
 
 
@@ -55,6 +56,69 @@ def test_torn_tail_is_truncated_by_the_next_open(tmp_path: Path) -> None:
         with storage:
             assert rec.torn_bytes == 0 and rec.txns[-1] == txns(10, 10)[0]
     assert modes == {"cut", "append"}
+
+
+def _newest_log(data_dir: Path) -> Path:
+    return data_dir / list_segments(data_dir)[-1][1]
+
+
+@pytest.mark.parametrize("extra", [1, 5, HEADER_SIZE + 2])
+def test_tear_cuts_exactly_the_requested_bytes(tmp_path: Path, extra: int) -> None:
+    """Cutting a whole record plus `extra` bytes of the one before leaves one record
+    whole and a torn remainder that the next open truncates."""
+    populated(tmp_path)  # the newest segment holds zxids 7, 8, 9
+    path = _newest_log(tmp_path)
+    size = path.stat().st_size
+    last = len(encode_txn(txns(9, 9)[0]))
+    description = tear_log_tail(tmp_path, random.Random(0), nbytes=last + extra)
+    assert path.stat().st_size == size - last - extra
+    assert f"tore {path.name}: cut {last + extra} bytes off its end;" in description
+    assert f"file {size} -> {size - last - extra} bytes" in description
+    assert "1 of 3 records kept whole (last whole record zxid " in description
+    storage, rec = Storage.open(tmp_path)
+    with storage:
+        assert rec.txns == tuple(txns(7, 7))
+        assert rec.torn_bytes == len(encode_txn(txns(8, 8)[0])) - extra
+
+
+def test_tear_on_a_record_boundary_loses_whole_records(tmp_path: Path) -> None:
+    populated(tmp_path)
+    last_two = sum(len(encode_txn(t)) for t in txns(8, 9))
+    description = tear_log_tail(tmp_path, random.Random(0), nbytes=last_two)
+    assert "0 bytes of a torn record" in description
+    storage, rec = Storage.open(tmp_path)
+    with storage:
+        assert rec.txns == tuple(txns(7, 7)) and rec.torn_bytes == 0
+
+
+def test_tear_more_than_the_file_is_clamped_to_its_size(tmp_path: Path) -> None:
+    populated(tmp_path)
+    path = _newest_log(tmp_path)
+    size = path.stat().st_size
+    description = tear_log_tail(tmp_path, random.Random(0), nbytes=size + 1000)
+    assert path.stat().st_size == 0
+    assert f"cut {size} bytes off its end (asked for {size + 1000}, clamped" in description
+    assert "0 of 3 records kept whole (no whole record)" in description
+    storage, rec = Storage.open(tmp_path)
+    with storage:  # the snapshot at zxid 6 is all that is left
+        assert rec.txns == () and rec.last_zxid == make_zxid(1, 6)
+
+
+def test_tear_ignores_the_rng_when_given_a_count(tmp_path: Path) -> None:
+    sizes = set()
+    for seed in range(4):
+        data_dir = tmp_path / str(seed)
+        populated(data_dir)
+        tear_log_tail(data_dir, random.Random(seed), nbytes=7)
+        sizes.add(_newest_log(data_dir).stat().st_size)
+    assert len(sizes) == 1
+
+
+@pytest.mark.parametrize("nbytes", [0, -3, True])
+def test_tear_refuses_a_bad_count(tmp_path: Path, nbytes: int) -> None:
+    populated(tmp_path)
+    with pytest.raises(FaultError, match="positive integer"):
+        tear_log_tail(tmp_path, random.Random(0), nbytes=nbytes)
 
 
 def test_tear_without_a_log_is_a_clear_error(tmp_path: Path) -> None:
