@@ -101,7 +101,9 @@ __all__ = [
 ]
 
 PLAN_VERSION = 1
-GENERATOR_VERSION = 2  # 2: `mixed` and `crash-restart` gained the bug-hunting episodes
+# 2: `mixed` and `crash-restart` gained the bug-hunting episodes
+# 3: they gained `rejoin_crash` (a follower crashed again just after it re-synced)
+GENERATOR_VERSION = 3
 MAX_PEERS = 99
 
 
@@ -1287,6 +1289,26 @@ class _Gen:
         self.t += self.ticks(1, 5)
         self.emit(Restart(target=Sym.ALL))
 
+    def rejoin_crash(self) -> None:
+        """A follower is down for a few ticks under load (so it comes back a few txns
+        behind and gets a DIFF, not a SNAP), is restarted, and is killed again a few
+        milliseconds later: after it acknowledged NEWLEADER and delivered the synced
+        txns, but before the next half-tick, when a peer that fsyncs late would
+        (ZOOKEEPER-3911/4646). Then it restarts for good."""
+        # an explicit sid: the second crash must hit the same peer, and `last` is no
+        # crash target. Not the highest sid, the leader after a clean start.
+        sid = self.rng.choice(self.peers[:-1]) if len(self.peers) > 1 else self.peers[0]
+        if sid not in self.state.certain(FaultKind.CRASH):
+            return
+        self.emit(Crash(target=sid))
+        self.t += self.ticks(2, 5)
+        self.emit(Restart(target=sid))
+        # Rejoining takes a few hops; the planted late fsync comes one tick/2 later.
+        self.t += self.rng.randint(2, max(2, self.tick * 2 // 5))
+        self.emit(Crash(target=sid))
+        self.t += self.ticks(1, 5)
+        self.emit(Restart(target=Sym.ALL))
+
 
 def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
     match profile:
@@ -1302,6 +1324,7 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 g.leader_tail,
                 g.stale_epoch,
                 g.resync_crash,
+                g.rejoin_crash,
             ]
         case "pause":
             return [g.pause]
@@ -1324,6 +1347,7 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 g.leader_tail,
                 g.stale_epoch,
                 g.resync_crash,
+                g.rejoin_crash,
             ]
 
 
