@@ -78,6 +78,46 @@ def test_no_step_down_keeps_a_cut_off_leader(tmp_path: Path) -> None:
     )
 
 
+def test_skip_accepted_epoch_leaves_a_peer_that_cannot_restart(tmp_path: Path) -> None:
+    _found_and_replayed(
+        tmp_path,
+        Bug.SKIP_ACCEPTED_EPOCH,
+        profile="crash-restart",
+        duration_s=20,
+        seeds=range(1, 4),
+        # acceptedEpoch was never written, currentEpoch was: after a crash the epoch
+        # files say acceptedEpoch < currentEpoch and the peer refuses its own data dir
+        # (ZooKeeper refuses too), a recovery violation with no disk fault to explain it.
+        expect={Property.RECOVERY, Property.EPOCH_MONOTONICITY},
+    )
+
+
+def test_newleader_ack_before_fsync_loses_synced_txns(tmp_path: Path) -> None:
+    _found_and_replayed(
+        tmp_path,
+        Bug.NEWLEADER_ACK_BEFORE_FSYNC,
+        profile="crash-restart",
+        duration_s=20,
+        seeds=range(1, 4),
+        # The `rejoin_crash` episode kills a follower right after its DIFF sync: it had
+        # acknowledged NEWLEADER and delivered the txns, and comes back without them.
+        expect={Property.RECOVERY, Property.DURABILITY},
+    )
+
+
+def test_trunc_too_far_truncates_a_committed_txn(tmp_path: Path) -> None:
+    _found_and_replayed(
+        tmp_path,
+        Bug.TRUNC_TOO_FAR,
+        profile="crash-restart",
+        duration_s=30,
+        seeds=range(1, 7),
+        # An old leader with an uncommitted tail rejoins; TRUNC cuts one txn below the
+        # divergence point, a committed one.
+        expect={Property.DURABILITY},
+    )
+
+
 def test_no_bug_sweep_stays_valid(tmp_path: Path) -> None:
     swept = sweep(SimOptions(seed=0, duration_s=15, report=False), range(1, 4), tmp_path)
     assert swept.first_failure is None and swept.checked == 3
@@ -90,6 +130,9 @@ def test_no_bug_sweep_stays_valid(tmp_path: Path) -> None:
     [
         (Bug.MINORITY_QUORUM, "partitions", {Property.DURABILITY}),
         (Bug.ACK_BEFORE_FSYNC, "crash-restart", {Property.DURABILITY, Property.RECOVERY}),
+        (Bug.SKIP_ACCEPTED_EPOCH, "mixed", {Property.RECOVERY, Property.EPOCH_MONOTONICITY}),
+        (Bug.NEWLEADER_ACK_BEFORE_FSYNC, "mixed", {Property.RECOVERY, Property.DURABILITY}),
+        (Bug.TRUNC_TOO_FAR, "mixed", {Property.DURABILITY}),
     ],
 )
 def test_bug_found_by_longer_sweep(
