@@ -10,9 +10,10 @@ Add a failing run to the suite:
     python -m harness.seeds add RUN_DIR [--name NAME] [--dir tests/seeds] [--slow]
 
 RUN_DIR needs `plan.json` and `verdict.json` (what `quorum-chaos run` and the pytest
-plugin leave); the peers' count, bug and timing come from `options.json` when present,
-else from `--peers/--bug/--timing`. The record expects the run's verdict and violated
-properties, so the replay test fails if the bug stops being found.
+plugin leave); the peers' count, bug and timing come from the run dir's run.json (or
+a plugin's older `options.json`) when present, else from `--peers/--bug/--timing`.
+The record expects the run's verdict and violated properties, so the replay test fails
+if the bug stops being found.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import json
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +132,12 @@ def record_from_run(
             )
     plan = parse_plan(json.loads(plan_path.read_text("utf-8")))
     verdict = json.loads(verdict_path.read_text("utf-8"))
-    options: dict[str, Any] = {}
-    if (run_dir / "options.json").is_file():
-        options = json.loads((run_dir / "options.json").read_text("utf-8"))
+    from harness.runner import RunUsageError, recorded_options
+
+    try:
+        options: Mapping[str, Any] = recorded_options(run_dir)
+    except RunUsageError:
+        options = {}  # a run dir with neither run.json nor options.json: the plan decides
     seed_text = (run_dir / "seed").read_text().strip() if (run_dir / "seed").is_file() else ""
     seed = int(seed_text) if seed_text else options.get("seed", plan.seed or 0)
     chosen_bug = bug if bug is not None else options.get("bug")
@@ -156,7 +161,7 @@ def record_from_run(
 
 def replay(record: SeedRecord, run_dir: Path, *, toxiproxy_url: str | None = None) -> Any:
     """Run the record's plan on real processes in `run_dir`; returns the checker's Verdict.
-    The run dir gets plan.json, seed, options.json and verdict.json like any run."""
+    The run dir gets plan.json, seed, run.json and verdict.json like any run."""
     from faults.nemesis import Nemesis
     from faults.plan import save_plan
     from harness.cluster import Cluster, ClusterSpec
@@ -168,8 +173,27 @@ def replay(record: SeedRecord, run_dir: Path, *, toxiproxy_url: str | None = Non
     run_dir.mkdir(parents=True, exist_ok=True)
     save_plan(record.plan, run_dir / "plan.json")
     (run_dir / "seed").write_text(f"{record.seed}\n", "utf-8")
-    options = {"seed": record.seed, "peers": record.peers, "bug": record.bug}
-    (run_dir / "options.json").write_text(json.dumps(options | {"timing": record.timing}) + "\n")
+    from harness.runner import RUN_JSON, run_record
+
+    workload_config = WorkloadConfig(clients=2, rate=20.0, seed=record.seed)
+    record_json = run_record(
+        source="seeds",
+        options={
+            "seed": record.seed,
+            "peers": record.peers,
+            "bug": record.bug,
+            "timing": record.timing,
+            "profile": record.plan.profile,
+        },
+        plan=record.plan,
+        observers=0,
+        timing_name=record.timing,
+        timing=TIMING_PROFILES[record.timing],
+        workload=workload_config,
+        replay_of=None,
+        started_at=datetime.now(UTC),
+    )
+    (run_dir / RUN_JSON).write_text(json.dumps(record_json, indent=2) + "\n", "utf-8")
     spec = ClusterSpec(
         peers=record.peers,
         timing=TIMING_PROFILES[record.timing],
@@ -180,7 +204,7 @@ def replay(record: SeedRecord, run_dir: Path, *, toxiproxy_url: str | None = Non
     with Cluster(spec, run_dir) as cluster:
         cluster.start(record.plan.initially_running)
         workload = Workload(
-            WorkloadConfig(clients=2, rate=20.0, seed=record.seed),
+            workload_config,
             sids=cluster.voters,
             address=cluster.client_address,
             history_path=run_dir / HISTORY_LOG,

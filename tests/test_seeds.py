@@ -53,3 +53,24 @@ def test_add_records_a_run_dir(tmp_path: Path) -> None:
     assert record.plan == source.plan and record.bug == "no-step-down"
     again = load_record(save_record(record, tmp_path / "seeds"))
     assert again == record
+
+
+@pytest.mark.parametrize("layout", ["run.json", "options.json"])
+def test_add_reads_bug_peers_and_timing_from_the_run_dir(tmp_path: Path, layout: str) -> None:
+    # run.json (every writer since version 2) and a plugin's older options.json both
+    # carry the bug, peer count and timing, so `seeds add RUN_DIR` needs no flags.
+    import json
+
+    source = load_record(SEEDS[0])
+    run = tmp_path / "run"
+    run.mkdir()
+    raw = json.loads(SEEDS[0].read_text())["plan"]
+    (run / "plan.json").write_text(json.dumps(raw))
+    (run / "verdict.json").write_text(json.dumps({"verdict": "valid", "violations": []}))
+    options = {"seed": 31, "peers": len(source.plan.peers), "bug": "ack-before-fsync"}
+    options["timing"] = "zookeeper"
+    body = {"source": "pytest", "options": options} if layout == "run.json" else options
+    (run / layout).write_text(json.dumps(body))
+    record = record_from_run(run)
+    assert (record.seed, record.bug, record.timing) == (31, "ack-before-fsync", "zookeeper")
+    assert record.peers == len(source.plan.peers)
