@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from harness import procs
+from harness import cluster, procs
 from harness.client import PeerClient
 from harness.errors import ClientError
 from harness.events import Event, read_log
@@ -104,16 +103,16 @@ def direct_config(
 def peer_argv(
     sid: int, config_path: Path, data: Path, events: Path, bug: Bug | str | None = None
 ) -> list[str]:
-    argv = [sys.executable, "-m", "peer", "--id", str(sid), "--config", str(config_path)]
-    argv += ["--data", str(data), "--events", str(events)]
-    if bug is not None:
-        argv += ["--bug", str(bug)]
-    return argv
+    """A peer's command line exactly as the launcher builds it (same interpreter flags)."""
+    planted = Bug(bug) if isinstance(bug, str) else bug
+    return cluster.peer_argv(sys.executable, sid, config_path, data, events, planted)
 
 
 def peer_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    """The launcher's peer environment, with the peer's modules compiled once up front so
+    the peers of a test do not each compile them at spawn (see `cluster.precompile_peer`)."""
+    env = cluster.peer_env()
+    cluster.precompile_peer(env)
     return env
 
 
