@@ -46,9 +46,11 @@ is marked `Bug.` below.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from types import MappingProxyType
 from typing import assert_never
 
@@ -183,6 +185,8 @@ class Replica:
         self._voters = frozenset(s for s, r in roles.items() if r is Role.VOTER)
         self._quorum = quorum_size(len(self._voters), bug)
         self._timing = timing
+        # Effects are immutable, so the one re-arm of the tick timer is built once.
+        self._rearm_tick = SetTimer(name=TICK_TIMER, delay_ms=max(1, timing.tick_ms // 2))
         self._bug = bug
         self._rng = random.Random(seed)
         self._base_zxid = snapshot_zxid
@@ -277,7 +281,7 @@ class Replica:
         self._learners = {}
         self._pending = {}
         self._summary = (self._current_epoch, self.last_zxid)
-        effects: list[Effect] = [SetTimer(name=TICK_TIMER, delay_ms=self._half_tick_ms())]
+        effects: list[Effect] = [self._rearm_tick]
         # A one-voter ensemble (or the minority-quorum bug) may already have its quorum.
         effects += self._maybe_propose_epoch()
         return effects
@@ -294,7 +298,7 @@ class Replica:
         self._leader_heard = self._tick
         return [
             ConnectLeader(leader=leader),
-            SetTimer(name=TICK_TIMER, delay_ms=self._half_tick_ms()),
+            self._rearm_tick,
         ]
 
     def connected(self, peer: int) -> list[Effect]:
@@ -346,7 +350,7 @@ class Replica:
         else:
             effects += self._learner_tick()
         if not self._looking():  # the tick may have ended this role
-            effects.append(SetTimer(name=TICK_TIMER, delay_ms=self._half_tick_ms()))
+            effects.append(self._rearm_tick)
         return effects
 
     def client_write(self, request: int, key: str, value: str) -> list[Effect]:
@@ -373,8 +377,9 @@ class Replica:
             Emit(kind="propose", fields={"zxid": txn.zxid, "key": key, "value": value}),
             AppendTxns(txns=(txn,), sync=True),
         ]
-        for learner in self._forwarded(voters=True):
-            effects.append(Send(to=learner.sid, message=Proposal(txn=txn)))
+        proposal = Proposal(txn=txn)  # one immutable message serves every follower
+        for sid in self._forwarded()[0]:
+            effects.append(Send(to=sid, message=proposal))
         effects += self._commit_ready()
         return effects
 
@@ -392,7 +397,19 @@ class Replica:
         learner = self._learners.get(sender)
         if learner is not None:
             learner.heard = self._tick
+        # The message types are disjoint: the busiest cases come first only because a
+        # `match` tries class patterns in order.
         match msg:
+            case Ack():
+                if learner is None or not learner.voter or learner.stage not in _FORWARDED:
+                    return self._drop(sender)
+                pending = self._pending.get(msg.zxid)
+                if pending is None:
+                    return []  # already committed (or a stale epoch): nothing to count
+                pending.acks.add(sender)
+                return self._commit_ready()
+            case Ping():
+                return []
             case FollowerInfo():
                 if msg.sid != sender:
                     return self._drop(sender)
@@ -405,16 +422,6 @@ class Replica:
                 if learner is None or learner.stage is not LearnerStage.SYNCING:
                     return self._drop(sender)
                 return self._on_ack_new_leader(learner, msg)
-            case Ack():
-                if learner is None or not learner.voter or learner.stage not in _FORWARDED:
-                    return self._drop(sender)
-                pending = self._pending.get(msg.zxid)
-                if pending is None:
-                    return []  # already committed (or a stale epoch): nothing to count
-                pending.acks.add(sender)
-                return self._commit_ready()
-            case Ping():
-                return []
             case (
                 LeaderInfo()
                 | Diff()
@@ -594,32 +601,49 @@ class Replica:
 
     def _commit_ready(self) -> list[Effect]:
         """Commit outstanding proposals strictly in zxid order: stop at the first one
-        without a quorum, even if a later one has it (ACKs may arrive out of order)."""
+        without a quorum, even if a later one has it (ACKs may arrive out of order).
+
+        `_pending` is in zxid order without sorting: only `client_write` adds to it, with
+        increasing zxids, and it is emptied whenever the epoch changes. Its `acks` hold
+        voters only (the ACK and NEWLEADER-ACK paths check `voter`), so counting them is
+        counting the quorum. An ACK for a later proposal costs one look at the oldest."""
+        pending_by_zxid = self._pending
         effects: list[Effect] = []
-        for zxid in sorted(self._pending):
-            pending = self._pending[zxid]
-            if len(pending.acks & self._voters) < self._quorum:
+        followers: list[int] | None = None
+        observers: list[int] = []
+        while pending_by_zxid:
+            zxid = next(iter(pending_by_zxid))
+            pending = pending_by_zxid[zxid]
+            if len(pending.acks) < self._quorum:
                 break
-            del self._pending[zxid]
+            del pending_by_zxid[zxid]
             effects.append(Emit(kind="commit", fields={"zxid": zxid}))
             effects += self._apply(pending.txn)
-            for learner in self._forwarded(voters=True):
-                effects.append(Send(to=learner.sid, message=Commit(zxid=zxid)))
-            for learner in self._forwarded(voters=False):
-                effects.append(Send(to=learner.sid, message=Inform(txn=pending.txn)))
+            if followers is None:  # learners do not change while committing
+                followers, observers = self._forwarded()
+            commit = Commit(zxid=zxid)  # one immutable message serves every follower
+            for sid in followers:
+                effects.append(Send(to=sid, message=commit))
+            if observers:
+                inform = Inform(txn=pending.txn)
+                for sid in observers:
+                    effects.append(Send(to=sid, message=inform))
             if pending.request is not None:
                 effects.append(ClientReply(request=pending.request, ok=True, zxid=zxid))
         return effects
 
-    def _forwarded(self, *, voters: bool) -> list[_Learner]:
-        return [
-            lr for lr in self._learners.values() if lr.voter is voters and lr.stage in _FORWARDED
-        ]
+    def _forwarded(self) -> tuple[list[int], list[int]]:
+        """The learners that get every proposal/commit from now on: (voters, observers)."""
+        voters: list[int] = []
+        observers: list[int] = []
+        for lr in self._learners.values():
+            if lr.stage in _FORWARDED:
+                (voters if lr.voter else observers).append(lr.sid)
+        return voters, observers
 
     def _leader_tick(self) -> list[Effect]:
-        effects: list[Effect] = [
-            Send(to=lr.sid, message=Ping(zxid=self.last_zxid)) for lr in self._learners.values()
-        ]
+        ping = Ping(zxid=self.last_zxid)  # one immutable message serves every learner
+        effects: list[Effect] = [Send(to=sid, message=ping) for sid in self._learners]
         if self._phase is not Phase.BROADCAST:
             if self._tick - self._phase_start >= 2 * self._timing.init_limit:
                 return self._give_up(
@@ -627,12 +651,15 @@ class Replica:
                     step_down=True,
                 )
             return effects
-        window = 2 * self._timing.sync_limit
-        alive = sorted(
-            lr.sid for lr in self._learners.values() if lr.voter and self._tick - lr.heard <= window
-        )
-        if 1 + len(alive) >= self._quorum or self._bug is Bug.NO_STEP_DOWN:
+        # Heard from since tick - window; counted every half-tick, listed only on step-down.
+        since = self._tick - 2 * self._timing.sync_limit
+        heard = 1
+        for lr in self._learners.values():
+            if lr.voter and lr.heard >= since:
+                heard += 1
+        if heard >= self._quorum or self._bug is Bug.NO_STEP_DOWN:
             return effects
+        alive = sorted(lr.sid for lr in self._learners.values() if lr.voter and lr.heard >= since)
         return self._give_up(
             f"heard from only {[self._sid, *alive]} within sync_limit="
             f"{self._timing.sync_limit} ticks, quorum is {self._quorum}",
@@ -646,7 +673,22 @@ class Replica:
 
     # ------------------------------------------------------------------ learner
     def _learner_receive(self, msg: ZabMessage) -> list[Effect]:
+        # Broadcast traffic first (see _leader_receive): the types are disjoint.
         match msg:
+            case Proposal():
+                if self._phase not in (Phase.SYNC, Phase.BROADCAST):
+                    return self._unexpected(msg)
+                if self._server_state is ServerState.OBSERVING:
+                    return []  # never counted: an observer does not ACK
+                return self._on_proposal(msg)
+            case Commit():
+                if self._phase not in (Phase.SYNC, Phase.BROADCAST):
+                    return self._unexpected(msg)
+                if msg.zxid > self.last_zxid:
+                    return self._give_up(f"commit of {msg.zxid:#x} I never logged", step_down=False)
+                return self._deliver_upto(msg.zxid)
+            case Ping():
+                return []
             case LeaderInfo():
                 if self._phase is not Phase.DISCOVERY:
                     return self._unexpected(msg)
@@ -664,18 +706,6 @@ class Replica:
                     return self._unexpected(msg)
                 self._phase = Phase.BROADCAST
                 return self._deliver_upto(msg.zxid)
-            case Proposal():
-                if self._phase not in (Phase.SYNC, Phase.BROADCAST):
-                    return self._unexpected(msg)
-                if self._server_state is ServerState.OBSERVING:
-                    return []  # never counted: an observer does not ACK
-                return self._on_proposal(msg)
-            case Commit():
-                if self._phase not in (Phase.SYNC, Phase.BROADCAST):
-                    return self._unexpected(msg)
-                if msg.zxid > self.last_zxid:
-                    return self._give_up(f"commit of {msg.zxid:#x} I never logged", step_down=False)
-                return self._deliver_upto(msg.zxid)
             case Inform():
                 if self._phase not in (Phase.SYNC, Phase.BROADCAST):
                     return self._unexpected(msg)
@@ -684,8 +714,6 @@ class Replica:
                     self._log.append(msg.txn)
                     effects.append(AppendTxns(txns=(msg.txn,), sync=False))
                 return effects + self._deliver_upto(msg.txn.zxid)
-            case Ping():
-                return []
             case FollowerInfo() | AckEpoch() | AckNewLeader() | Ack():
                 return self._unexpected(msg)
             case _:
@@ -798,15 +826,18 @@ class Replica:
         if txn.zxid <= self.last_zxid:
             return []  # already have it (sent in the sync data too)
         self._log.append(txn)
-        ack: list[Effect] = [
-            Emit(kind="ack", fields={"zxid": txn.zxid, "from": self._sid, "to": self._leader}),
-            Send(to=self._leader, message=Ack(zxid=txn.zxid)),
-        ]
         if self._bug is Bug.ACK_BEFORE_FSYNC:
             # Group commit done wrong: ACK now, fsync on the next tick.
             self._unsynced = True
-            return [AppendTxns(txns=(txn,), sync=False), *ack]
-        return [AppendTxns(txns=(txn,), sync=True), *ack]
+            append = AppendTxns(txns=(txn,), sync=False)
+        else:
+            append = AppendTxns(txns=(txn,), sync=True)
+        zxid = txn.zxid
+        return [
+            append,
+            Emit(kind="ack", fields={"zxid": zxid, "from": self._sid, "to": self._leader}),
+            Send(to=self._leader, message=Ack(zxid=zxid)),
+        ]
 
     def _learner_tick(self) -> list[Effect]:
         assert self._leader is not None
@@ -836,8 +867,14 @@ class Replica:
 
     # ------------------------------------------------------------------ shared
     def _deliver_upto(self, zxid: int) -> list[Effect]:
+        # The log is sorted by zxid: bisect for the slice (committed, zxid] instead of
+        # scanning the whole log on every COMMIT. The slice is a copy, so `_apply` may
+        # replace `_log` (snapshot) while we iterate.
+        log = self._log
+        start = bisect_right(log, self._committed, key=_ZXID)
+        end = bisect_right(log, zxid, lo=start, key=_ZXID)
         effects: list[Effect] = []
-        for txn in [t for t in self._log if self._committed < t.zxid <= zxid]:
+        for txn in log[start:end]:
             effects += self._apply(txn)
         return effects
 
@@ -901,10 +938,8 @@ class Replica:
             )
 
     def _looking(self) -> bool:
+        # A method, not an inline test: mypy would keep `_phase` narrowed across calls.
         return self._phase is Phase.LOOKING
-
-    def _half_tick_ms(self) -> int:
-        return max(1, self._timing.tick_ms // 2)
 
     def _draw_threshold(self) -> int:
         # ZooKeeper randomises the snapshot point so peers do not snapshot together.
@@ -913,3 +948,4 @@ class Replica:
 
 
 _FORWARDED = (LearnerStage.SYNCING, LearnerStage.SYNCED)
+_ZXID = attrgetter("zxid")
