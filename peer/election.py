@@ -338,7 +338,7 @@ class Election:
             return []
         # Re-send to everyone, not only the silent: a peer I heard from may have missed
         # my latest proposal, and nobody answers a same-round vote that does not win.
-        effects: list[Effect] = [self._notification(to) for to in self._others]
+        effects = self._to_others()
         self._not_timeout = min(self._not_timeout * 2, self._timing.max_notification_ms)
         effects.append(SetTimer(name=NOTIFICATION_TIMER, delay_ms=self._not_timeout))
         return effects
@@ -355,7 +355,7 @@ class Election:
         self._proposal = vote
         if self._is_voter:
             self._recv[self._sid] = _Ballot(vote=vote, round=self._round, state=self._state)
-        return [self._notification(to) for to in self._others]
+        return self._to_others()
 
     def _count(self, votes: Mapping[int, _Ballot], vote: Vote) -> int:
         return sum(
@@ -365,11 +365,16 @@ class Election:
         )
 
     def _notification(self, to: int) -> Send:
-        return Send(
-            to=to,
-            message=Notification(
-                sender=self._sid, state=self._state, vote=self._proposal, round=self._round
-            ),
+        return Send(to=to, message=self._current_notification())
+
+    def _to_others(self) -> list[Effect]:
+        # One immutable Notification serves every peer (a vote storm sends many).
+        message = self._current_notification()
+        return [Send(to=to, message=message) for to in self._others]
+
+    def _current_notification(self) -> Notification:
+        return Notification(
+            sender=self._sid, state=self._state, vote=self._proposal, round=self._round
         )
 
     def _answer(self, to: int) -> Send:
