@@ -457,10 +457,8 @@ class Nemesis:
     def _damage(self, fault: TearLogTail | CorruptSnapshot | LoseUnsynced, sid: int) -> str:
         data_dir = self.cluster.data_dir(sid)
         match fault:
-            case TearLogTail():
-                # faults.disk picks how much to tear from the rng; the step's `bytes` is
-                # not an input of it (see the report of this module)
-                return disk.tear_log_tail(data_dir, self.disk_rng)
+            case TearLogTail(bytes=count):
+                return disk.tear_log_tail(data_dir, self.disk_rng, nbytes=count)
             case CorruptSnapshot():
                 return disk.corrupt_newest_snapshot(data_dir, self.disk_rng)
             case LoseUnsynced():

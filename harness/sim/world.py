@@ -1126,8 +1126,8 @@ class World:
     def _damage(self, fault: TearLogTail | CorruptSnapshot | LoseUnsynced, sid: int) -> str:
         data = self.data_dir(sid)
         match fault:
-            case TearLogTail():
-                return disk.tear_log_tail(data, self.disk_rng)
+            case TearLogTail(bytes=count):
+                return disk.tear_log_tail(data, self.disk_rng, nbytes=count)
             case CorruptSnapshot():
                 return disk.corrupt_newest_snapshot(data, self.disk_rng)
             case LoseUnsynced():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from faults.plan import Crash, Heal, Partition, Pause, Plan, Restart, Resume
+from faults.plan import Crash, Heal, Partition, Pause, Plan, Restart, Resume, TearLogTail
 from faults.topology import Shape
 from harness.checker import Outcome
-from harness.events import read_log
+from harness.events import Event, read_log
 from harness.runlog import check_run_dir
 from harness.sim import SimOptions, World, WorldSpec, run_sim, sim_main, simulated_config
 from harness.sim.run import begin
@@ -121,6 +121,32 @@ def test_crash_loses_only_unsynced_data_and_restart_recovers_from_disk(tmp_path:
         assert world.peers[follower].replica.committed_zxid > logged_before  # caught up
     finally:
         world.close()
+
+
+def test_tear_log_tail_cuts_the_plans_byte_count(tmp_path: Path) -> None:
+    world = _world(tmp_path)
+    try:
+        _advance(world, 2_000)
+        leader = world.leader()
+        assert leader is not None
+        follower = next(s for s in (1, 2, 3) if s != leader)
+        world.apply(Crash(target=follower), step=0)
+        data = world.data_dir(follower)
+        newest = max(data.glob("log.*"), key=lambda p: p.name)
+        size = newest.stat().st_size
+        world.apply(TearLogTail(target=follower, bytes=5), step=1)
+        assert newest.stat().st_size == size - 5
+        fault = [e for e in _harness_events(world) if e.kind == "fault"][-1]
+        assert fault["what"] == "tear-log-tail" and "cut 5 bytes off its end" in fault["detail"]
+        world.apply(Restart(target=follower), step=2)
+        assert world.running(follower)  # a torn tail is the end of the log, not corruption
+    finally:
+        world.close()
+
+
+def _harness_events(world: World) -> list[Event]:
+    world.flush()
+    return read_log(world.run_dir / "harness.jsonl").events
 
 
 def test_a_paused_peer_processes_nothing_until_resumed(tmp_path: Path) -> None:
