@@ -469,6 +469,30 @@ def test_snapshot_after_a_seeded_threshold_then_snap_for_old_learners() -> None:
     assert pump.peers[3].replica.state == pump.peers[1].replica.state
 
 
+def test_one_commit_delivers_the_whole_range_once_across_a_snapshot() -> None:
+    from peer.domain import Timing
+
+    pump = Pump(3, timing=Timing(tick_ms=100, snap_count=4))
+    pump.elect(1)
+    follower = pump.peers[2].replica
+    proposed = [txn(1, c) for c in range(1, 8)]
+    for t in proposed:
+        follower.receive(1, Proposal(txn=t))
+    # commits of 1..2, then one COMMIT for 3..7 (a snapshot is due inside that range)
+    effects = follower.receive(1, Commit(zxid=proposed[1].zxid))
+    effects += follower.receive(1, Commit(zxid=proposed[-1].zxid))
+    delivered = [e.fields["zxid"] for e in effects if isinstance(e, Emit) and e.kind == "deliver"]
+    assert delivered == [t.zxid for t in proposed]
+    snaps = [e.zxid for e in effects if isinstance(e, WriteSnapshot)]
+    assert snaps
+    assert follower.snapshot_zxid == snaps[-1]
+    assert follower.log == tuple(t for t in proposed if t.zxid > snaps[-1])
+    # a repeated or older COMMIT delivers nothing again
+    again = follower.receive(1, Commit(zxid=proposed[-1].zxid))
+    assert not [e for e in again if isinstance(e, Emit) and e.kind == "deliver"]
+    assert follower.committed_zxid == proposed[-1].zxid
+
+
 def test_misuse_is_a_local_error() -> None:
     pump = Pump(3)
     pump.elect(1)
