@@ -429,11 +429,22 @@ def test_recovery_restart_loses_fsynced_txns(tmp_path: Path) -> None:
 
 def test_recovery_shortfall_explained_by_planted_disk_fault(tmp_path: Path) -> None:
     run = base()
-    run.hv(390, "fault", step=1, what="lose-unsynced", targets=[2], cut=[], down=[2], paused=[])
+    run.hv(390, "fault", step=1, what="tear-log-tail", targets=[2], cut=[], down=[2], paused=[])
     run.boot(2, 400, last_zxid=Z1, epoch=1)
     verdict = judge(run, tmp_path)
     assert Property.RECOVERY not in verdict.properties_violated()
-    assert any("lose-unsynced" in n and "peer 2" in n for n in verdict.notes)
+    assert any("tear-log-tail" in n and "peer 2" in n for n in verdict.notes)
+
+
+def test_recovery_shortfall_after_losing_only_the_unsynced_tail_is_a_violation(
+    tmp_path: Path,
+) -> None:
+    # lose-unsynced cuts back to the last position the peer logged as fsynced: a correct
+    # peer cannot come back below what it logged or delivered (ack-before-fsync can).
+    run = base()
+    run.hv(390, "fault", step=1, what="lose-unsynced", targets=[2], cut=[], down=[2], paused=[])
+    run.boot(2, 400, last_zxid=Z1, epoch=1)
+    assert Property.RECOVERY in judge(run, tmp_path).properties_violated()
 
 
 # --------------------------------------------------------------------------- 9 majority survival
