@@ -832,8 +832,12 @@ class World:
         if not peer.alive:
             return
         peer.inbox.append(n)
-        if not peer.reading:
-            peer.reading = True
+        if peer.reading:
+            return  # a read is due: this vote joins its batch
+        peer.reading = True
+        if peer.cpu_free <= self.sched.now:
+            self._read_votes(peer)
+        else:
             self.sched.at(peer.cpu_free, lambda: self._read_votes(peer))
 
     def _read_votes(self, peer: SimPeer) -> None:

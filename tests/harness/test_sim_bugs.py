@@ -3,12 +3,14 @@ sweep's first failing seed replays to the same violation, event for event."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from faults.plan import Crash, FirstStart, Plan, Restart, Step, Workload
 from harness.checker import Outcome, Property
-from harness.sim import SimOptions, run_sim, sweep
+from harness.sim import SimOptions, SimResult, run_sim, sweep
 from peer.domain import Bug
 
 
@@ -116,6 +118,70 @@ def test_trunc_too_far_truncates_a_committed_txn(tmp_path: Path) -> None:
         # divergence point, a committed one.
         expect={Property.DURABILITY},
     )
+
+
+def _split_epochs_plan() -> Plan:
+    """Three voters, no writes. 1 and 3 elect (epoch 1); 3 dies and 1 restarts at the
+    same instant 2 first starts: two live voters, a majority, in the same round with
+    the same zxid and different epochs, the votes ZOOKEEPER-1419 cannot order."""
+    return Plan(
+        profile="split-epochs",
+        seed=None,
+        peers=(1, 2, 3),
+        duration_ms=8_000,  # the two must stay leaderless longer than B (8.2 s)
+        quiet_ms=7_500,
+        initially_running=(1, 3),
+        steps=(
+            Step(at_ms=0, fault=Workload(on=False)),
+            Step(at_ms=500, fault=Crash(target=3)),
+            Step(at_ms=500, fault=Crash(target=1)),
+            Step(at_ms=500, fault=Restart(target=1)),
+            Step(at_ms=500, fault=FirstStart(target=2)),
+        ),
+    )
+
+
+def test_order_ignores_epoch_vote_storm_is_bounded_and_found(tmp_path: Path) -> None:
+    # 1 proposes (epoch 1, zxid 0, sid 1), 2 proposes (epoch 0, zxid 0, sid 2); under
+    # the bug each beats the other, so each adopts the other's vote on every receipt
+    # and neither ever holds a majority for its proposal. In the simulator the storm
+    # costs what it costs a real peer (see harness.sim.world), so simulated time goes
+    # on and the checker sees what an operator would: no leader within B.
+    plan = _split_epochs_plan()
+
+    def run(bug: Bug | None, name: str) -> SimResult:
+        options = SimOptions(seed=7, peers=3, duration_s=8, profile=plan.profile, bug=bug)
+        return run_sim(replace(options, report=False), tmp_path / name, plan=plan)
+
+    correct = run(None, "correct")
+    assert correct.outcome is Outcome.VALID, correct.verdict.violations
+    found = run(Bug.ORDER_IGNORES_EPOCH, "found")
+    assert found.outcome is Outcome.INVALID
+    assert set(found.verdict.properties_violated()) == {Property.MAJORITY_SURVIVAL}
+    assert found.simulated_s >= 8
+    # a storm, but a bounded one: two peers at most a few thousand votes per simulated
+    # second each (the fixed model answered every vote at once and never got past 0.5 s)
+    assert 100 * correct.events < found.events < 600_000
+    replay = run(Bug.ORDER_IGNORES_EPOCH, "replay")
+    assert replay.events == found.events
+    for name in ("harness.jsonl", "history.jsonl", "peer-1.jsonl", "peer-2.jsonl"):
+        assert (replay.run_dir / name).read_bytes() == (found.run_dir / name).read_bytes()
+
+
+def test_order_ignores_epoch_storm_seed_finishes_in_bounded_actions(tmp_path: Path) -> None:
+    # Seed 1 of crash-restart kills all five peers and restarts them together at 35.8 s
+    # with equal zxids and two epochs: under the bug the votes form a cycle. With every
+    # vote delivered at no cost it grew to millions of scheduler actions within 2.5 ms of
+    # simulated time; with capacity-1 send queues and the cost of reading votes, the
+    # five peers' batches converge and the run costs about what it costs without the bug.
+    def run(bug: Bug | None) -> SimResult:
+        options = SimOptions(seed=1, duration_s=60, profile="crash-restart", bug=bug, report=False)
+        return run_sim(options, tmp_path / (bug.value if bug else "correct"))
+
+    correct = run(None)
+    storm = run(Bug.ORDER_IGNORES_EPOCH)
+    assert storm.simulated_s >= 60
+    assert storm.events < 2 * correct.events
 
 
 def test_no_bug_sweep_stays_valid(tmp_path: Path) -> None:
