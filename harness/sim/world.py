@@ -39,10 +39,16 @@ Theory of operation.
 - A crash loses what was not fsynced: the storage is closed and
   `faults.disk.drop_unsynced_tail` cuts the log to the last position `sync()` returned.
   A restart opens the same directory with `Storage.open`, the real recovery path.
+- What a real peer prints on stderr goes where the harness keeps it, `peer-<sid>.stderr`
+  in the run dir, never to the terminal: the peer configures no logging, so Python's
+  last-resort handler prints its WARNING records (a skipped snapshot, a torn log tail)
+  as bare messages; `PeerStderr` writes the same lines for the peer whose code is
+  running, data dir paths scrubbed. A peer that refuses its data dir says so there too.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -178,6 +184,21 @@ class SimLog:
         lines.append(_dumps(record, option=_NEWLINE))
         if len(lines) >= LogSink.CHUNK:
             self._sink.flush()
+
+
+class PeerStderr(logging.Handler):
+    """The peer's `logging` records, as its stderr would show them (see the module
+    docstring), written to the stderr file of the peer acting now (`World.acting`)."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(logging.WARNING)  # the last-resort handler's level
+        self.world = world
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.world.stderr_line(self.world.acting, self.format(record))
+        except Exception:  # a broken run dir must not take the simulated peer down
+            self.handleError(record)
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -326,6 +347,8 @@ class SimPeer(EffectRunner):
     def _perform(self, effects: list[Any]) -> None:
         """Perform the effects of the core call just made, then the calls they queued."""
         queue = self._queue
+        world = self.world
+        acting, world.acting = world.acting, self.sid
         self._busy = True
         try:
             self._run(effects)
@@ -333,6 +356,7 @@ class SimPeer(EffectRunner):
                 self._run(queue.popleft()())
         finally:
             self._busy = False
+            world.acting = acting
             if not self.alive:
                 queue.clear()
 
@@ -548,6 +572,13 @@ class World:
         self._link_clock: dict[tuple[int, int], int] = {}  # election links
         self._sinks: list[LogSink] = []
         self._peer_logs: dict[int, LogSink] = {}
+        self._stderr: dict[int, LogSink] = {}
+        self.acting: int | None = None  # whose code runs now (for its stderr lines)
+        self._peer_logger = logging.getLogger("peer")
+        self._propagate = self._peer_logger.propagate
+        self._stderr_handler = PeerStderr(self)
+        self._peer_logger.addHandler(self._stderr_handler)
+        self._peer_logger.propagate = False  # the run's, not this process's, output
         self.harness = SimLog(self._open(HARNESS_LOG), self.sched, sid=None, boot=None)
         history = SimLog(self._open(HISTORY_LOG), self.sched, sid=None, boot=None)
         self.workload = SimWorkload(self, spec.workload, history)
@@ -569,8 +600,23 @@ class World:
             if peer.alive:
                 peer.alive = False
                 peer.storage.close()
+        self._peer_logger.removeHandler(self._stderr_handler)
+        self._peer_logger.propagate = self._propagate
         for sink in self._sinks:
             sink.close()
+
+    def stderr_line(self, sid: int | None, text: str) -> None:
+        """A line on a peer's stderr (`peer-<sid>.stderr`, as the launcher names it);
+        with no peer acting, on the simulator's own (`sim.stderr`)."""
+        self._stderr_of(sid).lines.append(f"{self._scrub(text)}\n".encode())
+
+    def _stderr_of(self, sid: int | None) -> LogSink:
+        key = sid if sid is not None else 0
+        sink = self._stderr.get(key)
+        if sink is None:
+            name = f"peer-{sid}.stderr" if sid is not None else "sim.stderr"
+            sink = self._stderr[key] = self._open(name)
+        return sink
 
     def next_token(self) -> int:
         self.tokens += 1
@@ -615,16 +661,21 @@ class World:
         self.boots[sid] = boot_no
         pid = sid * 10_000 + boot_no  # simulated: a stable stand-in for a pid
         self.harness.emit("spawn", sid=sid, pid=pid, boot=boot_no)
+        self._stderr_of(sid)  # the launcher opens it at the first spawn, too
         self.stats.boots += 1
         data = self.data_dir(sid)
         data.mkdir(parents=True, exist_ok=True)
+        acting, self.acting = self.acting, sid
         try:
             storage, recovered = SimStorage.open(data)
             boot = storage.next_boot()
         except (PeerError, OSError) as exc:
             # the real peer prints this and exits with code 2 before it listens
+            self.stderr_line(sid, f"peer {sid}: cannot recover from {data}: {exc}")
             self.harness.emit("exit", sid=sid, pid=pid, code=2)
             return f"peer {sid} refused to start: {self._scrub(str(exc))}"
+        finally:
+            self.acting = acting
         self._incarnations += 1
         peer = SimPeer(self, sid, boot, self._incarnations)
         handle = self._peer_logs.get(sid)

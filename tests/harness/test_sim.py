@@ -123,7 +123,9 @@ def test_crash_loses_only_unsynced_data_and_restart_recovers_from_disk(tmp_path:
         world.close()
 
 
-def test_tear_log_tail_cuts_the_plans_byte_count(tmp_path: Path) -> None:
+def test_tear_log_tail_cuts_the_plans_byte_count(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     world = _world(tmp_path)
     try:
         _advance(world, 2_000)
@@ -142,6 +144,11 @@ def test_tear_log_tail_cuts_the_plans_byte_count(tmp_path: Path) -> None:
         assert world.running(follower)  # a torn tail is the end of the log, not corruption
     finally:
         world.close()
+    # storage's warning went where the launcher keeps a peer's stderr, not to ours
+    stderr = (world.run_dir / f"peer-{follower}.stderr").read_text()
+    assert stderr.startswith(f"truncating torn tail of <data>/peer-{follower}/{newest.name}: ")
+    assert stderr.count("\n") == 1
+    assert capfd.readouterr() == ("", "")
 
 
 def _harness_events(world: World) -> list[Event]:
