@@ -3,10 +3,10 @@
 This package owns `quorum-chaos sim` (`sim_main`) and its parts: `world` (scheduler,
 network, processes, nemesis, workload around the real cores and storage) and `run`
 (one run dir from plan to verdict, and seed sweeps). One seed gives one run, event for
-event; the run dir has the same files as a real run plus `run.json` saying it was
-simulated, so `check`, `report` and the timeline work unchanged. It must not change
-the peer's rules: everything protocol-shaped comes from `peer.election`,
-`peer.replication` and `peer.storage`.
+event; the run dir has the same files as a real run, `run.json` in the same schema
+with `"source": "sim"`, so `check`, `report`, `replay` and the timeline work unchanged.
+It must not change the peer's rules: everything protocol-shaped comes from
+`peer.election`, `peer.replication` and `peer.storage`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One simulated run, start to verdict, and seed sweeps.
 
 This module owns the run dir of a simulated run and the order of its life: write
-`plan.json`, `seed`, `cluster.json` and `run.json` (marked `"simulated": true`), boot
+`plan.json`, `seed`, `cluster.json` and `run.json` (`harness.runner.run_record`, the
+schema every run dir has, with `"source": "sim"`), boot
 the plan's initial peers in a `World`, apply each step at its `at_ms` of simulated
 time, heal at the end as the real nemesis does, drain the workload, stop the peers,
 then check (`harness.runlog.check_run_dir`) and report (`harness.report.write_report`).
@@ -19,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from faults.plan import ClusterView, Plan, generate, save_plan
@@ -27,7 +29,7 @@ from harness.runlog import check_run_dir, write_verdict
 from harness.sim.world import NS_PER_MS, SimError, World, WorldSpec
 from harness.workload import WorkloadConfig
 from peer.config import Address, ClusterConfig, Dial, Member
-from peer.domain import FAST, Bug, Role, Timing
+from peer.domain import FAST, TIMING_PROFILES, Bug, Role, Timing
 
 SIMULATED_HOST = "127.0.0.1"
 # After the last planned instant, clients get this long to finish what they started
@@ -112,6 +114,41 @@ def replay_command(options: SimOptions) -> str:
     return " ".join(parts)
 
 
+def _write_run_json(options: SimOptions, plan: Plan, run_dir: Path) -> None:
+    """run.json: `quorum-chaos run`'s schema with source "sim", so `replay` (on real
+    processes), `check` and `report` read a simulated run dir like any other. The
+    options are the CLI's names; what a simulation has no use for (a proxy URL, the
+    progress display, a plan file) is null. A timing that is not a named profile is
+    recorded as "custom" (a real replay refuses it rather than guess)."""
+    from harness.runner import run_record, write_run_json  # heavy: cluster, nemesis
+
+    names = [name for name, timing in TIMING_PROFILES.items() if timing == options.timing]
+    timing_name = names[0] if names else "custom"
+    workload = options.workload
+    record = run_record(
+        source="sim",
+        options={
+            "peers": len(plan.peers),
+            "seed": options.seed,
+            "duration_s": options.duration_s,
+            "profile": plan.profile,
+            "bug": options.bug.value if options.bug else None,
+            "out_dir": run_dir.parent,
+            "timing": timing_name,
+            "rate": workload.rate,
+            "clients": workload.clients,
+        },
+        plan=plan,
+        observers=0,
+        timing_name=timing_name,
+        timing=options.timing,
+        workload=workload,
+        replay_of=None,
+        started_at=datetime.now(UTC),  # for people, like the wall time: no log holds it
+    )
+    write_run_json(run_dir, record)
+
+
 def run_sim(options: SimOptions, run_dir: Path, *, plan: Plan | None = None) -> SimResult:
     """Run one simulated run into `run_dir` (created; must not hold an earlier run)."""
     if plan is None:
@@ -131,16 +168,7 @@ def run_sim(options: SimOptions, run_dir: Path, *, plan: Plan | None = None) -> 
     (run_dir / "cluster.json").write_text(
         json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8"
     )
-    run_info = {
-        "simulated": True,
-        "seed": options.seed,
-        "profile": plan.profile,
-        "peers": len(plan.peers),
-        "duration_ms": plan.duration_ms,
-        "bug": options.bug.value if options.bug else None,
-        "replay": replay_command(options),
-    }
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
+    _write_run_json(options, plan, run_dir)
     spec = WorldSpec(seed=options.seed, config=config, bug=options.bug, workload=options.workload)
     started = time.perf_counter()  # for people only: never logged
     scratch = Path(tempfile.mkdtemp(prefix="quorum-sim-", dir=_scratch_root()))

@@ -14,6 +14,7 @@ from faults.topology import Shape
 from harness.checker import Outcome
 from harness.events import Event, read_log
 from harness.runlog import check_run_dir
+from harness.runner import RUN_JSON_VERSION, recorded_options
 from harness.sim import SimOptions, World, WorldSpec, run_sim, sim_main, simulated_config
 from harness.sim.run import begin
 from peer.domain import FAST
@@ -46,7 +47,13 @@ def test_run_dir_is_a_complete_simulated_run(tmp_path: Path) -> None:
     run_dir = result.run_dir
     for name in ("plan.json", "seed", "cluster.json", "run.json", "verdict.json", "report.html"):
         assert (run_dir / name).exists(), name
-    assert json.loads((run_dir / "run.json").read_text())["simulated"] is True
+    # run.json has the schema of every run dir (harness.runner.run_record), source "sim"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["source"] == "sim" and record["versions"]["run_json"] == RUN_JSON_VERSION
+    assert record["options"]["seed"] == record["seed"] == 5
+    assert record["options"]["timing"] == record["timing"]["name"] == "fast"
+    assert (record["peers"], record["bug"], record["duration_ms"]) == (5, None, 12_000)
+    assert recorded_options(run_dir)["peers"] == 5
     harness = read_log(run_dir / "harness.jsonl")
     assert not harness.errors and not harness.torn_tail
     start = harness.events[0]
