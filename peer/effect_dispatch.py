@@ -102,9 +102,10 @@ class EffectRunner:
         """Perform `effects` strictly in order."""
         table = self._effect_table
         for effect in effects:
-            handler = table.get(type(effect))
-            if handler is None:
-                raise TypeError(f"peer {self.sid}: unknown effect {effect!r}")
+            try:
+                handler = table[type(effect)]
+            except KeyError:
+                raise TypeError(f"peer {self.sid}: unknown effect {effect!r}") from None
             handler(self, effect)
 
     # --- transport hooks ------------------------------------------------------------

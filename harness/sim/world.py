@@ -13,8 +13,8 @@ simulated) and writes the same events. It must not decide which faults
 happen (that is the plan) nor judge the run (that is the checker).
 
 Theory of operation.
-- The scheduler is a heap of (time, seq, action); `seq` breaks ties in insertion order,
-  so a run is a pure function of the seed. Every random choice (message delays, client
+- The scheduler is a heap of (time, seq, action, args); `seq` breaks ties in insertion
+  order, so a run is a pure function of the seed. Every random choice (message delays, client
   timing and targets) comes from one `random.Random` derived from the seed; the nemesis
   resolves symbolic targets with `random.Random(seed)` and damages disks with
   `random.Random("nemesis-disk:<seed>")`, the same streams the real nemesis uses.
@@ -96,7 +96,7 @@ from harness.workload import DEFINITE_REFUSALS, WorkloadConfig
 from peer.config import ClusterConfig
 from peer.domain import Bug, Role, ServerState, Txn
 from peer.effect_dispatch import EffectRunner
-from peer.effects import ClientFailure, ClientReply
+from peer.effects import ClientFailure, ClientReply, Send
 from peer.election import Election
 from peer.errors import PeerError
 from peer.messages import FollowerInfo, Notification
@@ -211,18 +211,31 @@ class Scheduler:
 
     def __init__(self) -> None:
         self.now = 0
-        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+        # (time, seq, function, its arguments): the arguments ride in the entry so the
+        # per-message path needs no closure (`call_at`)
+        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self.executed = 0
 
     def at(self, t: int, action: Callable[[], None]) -> None:
         now = self.now
         self._seq = seq = self._seq + 1
-        heappush(self._heap, (t if t > now else now, seq, action))
+        heappush(self._heap, (t if t > now else now, seq, action, ()))
+
+    def call_at(self, t: int, function: Callable[..., None], *args: Any) -> None:
+        """`at(t, lambda: function(*args))` without the closure."""
+        now = self.now
+        self._seq = seq = self._seq + 1
+        heappush(self._heap, (t if t > now else now, seq, function, args))
 
     def after_ns(self, delay: int, action: Callable[[], None]) -> None:
         self._seq = seq = self._seq + 1
-        heappush(self._heap, (self.now + delay, seq, action))
+        heappush(self._heap, (self.now + delay, seq, action, ()))
+
+    def call_after(self, delay: int, function: Callable[..., None], *args: Any) -> None:
+        """`after_ns(delay, lambda: function(*args))` without the closure."""
+        self._seq = seq = self._seq + 1
+        heappush(self._heap, (self.now + delay, seq, function, args))
 
     def run_until(self, t_end: int) -> None:
         heap = self._heap
@@ -230,9 +243,9 @@ class Scheduler:
         done = 0
         try:
             while heap and heap[0][0] <= t_end:
-                t, _, action = pop(heap)
+                t, _, action, args = pop(heap)
                 self.now = t
-                action()
+                action(*args)
                 done += 1
         finally:
             self.executed += done
@@ -375,11 +388,19 @@ class SimPeer(EffectRunner):
         else:
             self.world.send_zab(self, to, message)
 
+    def _on_send(self, effect: Send) -> None:
+        # `EffectRunner._on_send` with `_send` inlined: the path of every message
+        message = effect.message
+        if isinstance(message, Notification):
+            self.world.send_vote(self, effect.to, message)
+        else:
+            self.world.send_zab(self, effect.to, message)
+
     def _set_timer(self, name: str, delay_ms: int) -> None:
         world = self.world
         world.tokens = token = world.tokens + 1
         self.timers[name] = token
-        world.sched.after_ns(delay_ms * NS_PER_MS, lambda: self._timer_due(name, token))
+        world.sched.call_after(delay_ms * NS_PER_MS, self._timer_due, name, token)
 
     def _cancel_timer(self, name: str) -> None:
         self.timers.pop(name, None)
@@ -877,7 +898,7 @@ class World:
             self.stats.dropped += 1
             return
         t = self._transit(peer.sid, to)
-        self.sched.at(t, lambda: self._vote_arrived(target, n))
+        self.sched.call_at(t, self._vote_arrived, target, n)
 
     def _vote_arrived(self, peer: SimPeer, n: Notification) -> None:
         if not peer.alive:
@@ -975,7 +996,7 @@ class World:
             if t <= conn.down_at:
                 t = conn.down_at + 1
             conn.down_at = t
-        sched.at(t, lambda: self._zab_arrived(target, conn, message))
+        sched.call_at(t, self._zab_arrived, target, conn, message)
 
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
