@@ -977,7 +977,8 @@ class World:
         stats.messages += 1
         sid = peer.sid
         net = self.net
-        if (sid, to) in net.cut:
+        cut = net.cut
+        if cut and (sid, to) in cut:  # no key tuple while nothing is cut
             stats.dropped += 1
             return
         target = self.peers.get(to)
