@@ -44,79 +44,81 @@ def _found_and_replayed(
         assert (replay.run_dir / name).read_bytes() == (failure.run_dir / name).read_bytes()
 
 
-def test_minority_quorum_breaks_durability(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+# Each bug, the sweep that finds it (profile, simulated seconds per seed, seeds) and the
+# properties that name it (any one of them will do).
+SWEEPS = [
+    pytest.param(
         Bug.MINORITY_QUORUM,
-        profile="mixed",
-        duration_s=30,
-        seeds=range(1, 4),
-        expect={Property.DURABILITY},
-    )
-
-
-def test_ack_before_fsync_loses_acknowledged_writes(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+        "mixed",
+        30,
+        range(1, 4),
+        {Property.DURABILITY},
+        id="minority-quorum",
+    ),
+    # A follower that delivered a txn it never fsynced comes back without it after a
+    # crash (recovery); if the leader counted its ACK, a write acknowledged to a client
+    # can be lost too (durability).
+    pytest.param(
         Bug.ACK_BEFORE_FSYNC,
-        profile="mixed",
-        duration_s=20,
-        seeds=range(1, 6),
-        # A follower that delivered a txn it never fsynced comes back without it after
-        # a crash (recovery); if the leader counted its ACK, a write acknowledged to a
-        # client can be lost too (durability). Either names the bug.
-        expect={Property.DURABILITY, Property.RECOVERY},
-    )
-
-
-def test_no_step_down_keeps_a_cut_off_leader(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+        "mixed",
+        20,
+        range(1, 6),
+        {Property.DURABILITY, Property.RECOVERY},
+        id="ack-before-fsync",
+    ),
+    pytest.param(
         Bug.NO_STEP_DOWN,
-        profile="mixed",
-        duration_s=20,
-        seeds=range(1, 4),
-        expect={Property.MINORITY_SILENCE},
-    )
-
-
-def test_skip_accepted_epoch_leaves_a_peer_that_cannot_restart(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+        "mixed",
+        20,
+        range(1, 4),
+        {Property.MINORITY_SILENCE},
+        id="no-step-down",
+    ),
+    # acceptedEpoch was never written, currentEpoch was: after a crash the epoch files
+    # say acceptedEpoch < currentEpoch and the peer refuses its own data dir (ZooKeeper
+    # refuses too), a recovery violation with no disk fault to explain it.
+    pytest.param(
         Bug.SKIP_ACCEPTED_EPOCH,
-        profile="crash-restart",
-        duration_s=20,
-        seeds=range(1, 4),
-        # acceptedEpoch was never written, currentEpoch was: after a crash the epoch
-        # files say acceptedEpoch < currentEpoch and the peer refuses its own data dir
-        # (ZooKeeper refuses too), a recovery violation with no disk fault to explain it.
-        expect={Property.RECOVERY, Property.EPOCH_MONOTONICITY},
-    )
-
-
-def test_newleader_ack_before_fsync_loses_synced_txns(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+        "crash-restart",
+        20,
+        range(1, 4),
+        {Property.RECOVERY, Property.EPOCH_MONOTONICITY},
+        id="skip-accepted-epoch",
+    ),
+    # The `rejoin_crash` episode kills a follower right after its DIFF sync: it had
+    # acknowledged NEWLEADER and delivered the txns, and comes back without them.
+    pytest.param(
         Bug.NEWLEADER_ACK_BEFORE_FSYNC,
-        profile="crash-restart",
-        duration_s=20,
-        seeds=range(1, 4),
-        # The `rejoin_crash` episode kills a follower right after its DIFF sync: it had
-        # acknowledged NEWLEADER and delivered the txns, and comes back without them.
-        expect={Property.RECOVERY, Property.DURABILITY},
-    )
-
-
-def test_trunc_too_far_truncates_a_committed_txn(tmp_path: Path) -> None:
-    _found_and_replayed(
-        tmp_path,
+        "crash-restart",
+        20,
+        range(1, 4),
+        {Property.RECOVERY, Property.DURABILITY},
+        id="newleader-ack-before-fsync",
+    ),
+    # An old leader with an uncommitted tail rejoins; TRUNC cuts one txn below the
+    # divergence point, a committed one.
+    pytest.param(
         Bug.TRUNC_TOO_FAR,
-        profile="crash-restart",
-        duration_s=30,
-        seeds=range(1, 7),
-        # An old leader with an uncommitted tail rejoins; TRUNC cuts one txn below the
-        # divergence point, a committed one.
-        expect={Property.DURABILITY},
+        "crash-restart",
+        30,
+        range(1, 7),
+        {Property.DURABILITY},
+        id="trunc-too-far",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bug", "profile", "duration_s", "seeds", "expect"), SWEEPS)
+def test_planted_bug_found_by_a_small_sweep_and_replayed(
+    tmp_path: Path,
+    bug: Bug,
+    profile: str,
+    duration_s: float,
+    seeds: range,
+    expect: set[Property],
+) -> None:
+    _found_and_replayed(
+        tmp_path, bug, profile=profile, duration_s=duration_s, seeds=seeds, expect=expect
     )
 
 
