@@ -1,11 +1,11 @@
-"""Fault plans as data: the model, JSON load/save, validation, runtime resolution, generation.
+"""Fault plans as data: the model, JSON text, validation, runtime resolution, generation.
 
 This module owns what a fault plan *is* (timed `Step`s, one dataclass per fault kind),
 how it is written (`plan.json`, stable byte for byte), what makes it valid, how a
 step's symbolic target ("the leader", "a random follower", "the last peer crashed")
 becomes sids when it runs (`resolve`, given what the nemesis observed), and how a
-seeded profile generates a plan. It is a pure core: no I/O except the two file
-helpers at the bottom, no clock, and no randomness it was not handed (the generator
+seeded profile generates a plan. It is a pure core: no I/O (plan files are read and
+written by `faults.planfile`), no clock, and no randomness it was not handed (the generator
 seeds its own `random.Random` from (GENERATOR_VERSION, profile, seed) only).
 
 Theory of operation.
@@ -33,7 +33,6 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, ClassVar, Literal, assert_never
 
 from faults.errors import FaultError, PlanError
@@ -88,13 +87,11 @@ __all__ = [
     "fault_to_json",
     "format_plan",
     "generate",
-    "load_plan",
     "parse_plan",
     "plan_from_text",
     "plan_to_json",
     "quiet_period_ms",
     "resolve",
-    "save_plan",
     "settle_steps",
     "symbols_for",
     "validate_plan",
@@ -885,21 +882,6 @@ def plan_from_text(text: str, source: str = "plan") -> Plan:
         why = f"{source} is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
         raise PlanError(why, field="plan") from None
     return parse_plan(raw)
-
-
-def load_plan(path: Path) -> Plan:
-    """Read and validate a plan.json (adapter: file I/O)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlanError(f"cannot read {path} ({exc.strerror})", field="plan") from None
-    return plan_from_text(text, str(path))
-
-
-def save_plan(plan: Plan, path: Path) -> None:
-    """Validate and write `format_plan(plan)` plus a newline (adapter: file I/O)."""
-    validate_plan(plan)
-    path.write_text(format_plan(plan) + "\n", encoding="utf-8")
 
 
 # --- runtime resolution: what the nemesis and the simulator do when a step runs -----

@@ -376,7 +376,7 @@ def _check_marker_value(key: str, value: Any) -> Any:
 
 def _replay_source(path: Path) -> tuple[int | None, Plan, str | None]:
     """(seed, plan, bug) recorded in a run dir, for --chaos-replay."""
-    from faults.plan import load_plan
+    from faults.planfile import load_plan
     from harness.runner import PLUGIN_OPTIONS_JSON, RUN_JSON, RunUsageError, recorded_options
 
     if not (path / "plan.json").is_file():
@@ -614,7 +614,8 @@ def _record_inputs(state: _TestState, spec: ClusterSpec, *, bug: str | None, tim
     so `quorum-chaos replay` reads either) and, unless one is there, a `plan.json` with
     no faults over the test's duration: what the test runs until it makes a nemesis,
     whose plan then replaces it (and is recorded in run.json)."""
-    from faults.plan import Plan, save_plan
+    from faults.plan import Plan
+    from faults.planfile import save_plan
 
     s = state.settings
     state.run_inputs = {
@@ -651,7 +652,7 @@ def _record_inputs(state: _TestState, spec: ClusterSpec, *, bug: str | None, tim
 
 def _write_run_json(state: _TestState, plan: Plan | None) -> None:
     """(Re)write the test's run.json with `plan` (None: the plan.json in the run dir)."""
-    from faults.plan import load_plan
+    from faults.planfile import load_plan
     from harness.runner import run_record, write_run_json
     from peer.domain import TIMING_PROFILES
 
@@ -710,7 +711,7 @@ class NemesisFactory:
         workload: Callable[[bool], None] | None = None,
     ) -> Nemesis:
         from faults.nemesis import Nemesis
-        from faults.plan import save_plan
+        from faults.planfile import save_plan
 
         target = cluster if cluster is not None else self._clusters.current
         if plan is not None:

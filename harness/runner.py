@@ -44,9 +44,8 @@ from faults.plan import (
     Resolution,
     Step,
     generate,
-    load_plan,
-    save_plan,
 )
+from faults.planfile import load_plan, save_plan
 from harness import procs
 from harness.cluster import Cluster, ClusterSpec
 from harness.errors import HarnessError, WaitTimeout

@@ -163,7 +163,7 @@ def replay(record: SeedRecord, run_dir: Path, *, toxiproxy_url: str | None = Non
     """Run the record's plan on real processes in `run_dir`; returns the checker's Verdict.
     The run dir gets plan.json, seed, run.json and verdict.json like any run."""
     from faults.nemesis import Nemesis
-    from faults.plan import save_plan
+    from faults.planfile import save_plan
     from harness.cluster import Cluster, ClusterSpec
     from harness.events import HISTORY_LOG
     from harness.runlog import check_run_dir, write_verdict

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from faults.plan import ClusterView, Plan, generate, save_plan
+from faults.plan import ClusterView, Plan, generate
+from faults.planfile import save_plan
 from harness.checker import Outcome, Verdict
 from harness.runlog import check_run_dir, write_verdict
 from harness.sim.world import NS_PER_MS, SimError, World, WorldSpec

@@ -40,14 +40,13 @@ from faults.plan import (
     ends_settled,
     format_plan,
     generate,
-    load_plan,
     parse_plan,
     plan_from_text,
     plan_to_json,
     resolve,
-    save_plan,
     validate_plan,
 )
+from faults.planfile import load_plan, save_plan
 from faults.strategies import plans
 from faults.topology import NetState, Shape
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from faults.errors import PlanError
-from faults.plan import format_plan, generate, load_plan
+from faults.plan import format_plan, generate
+from faults.planfile import load_plan
 from harness import runner
 from harness.progress import ProgressDisplay, ProgressSnapshot, format_progress
 from harness.runner import (
