@@ -50,6 +50,7 @@ from faults import disk
 from faults.applied import failed_fields, fault_fields, hit_each_target, needs_leader
 from faults.errors import FaultError
 from faults.plan import (
+    PROCESS_FAULTS,
     Bandwidth,
     ClusterView,
     CorruptSnapshot,
@@ -344,6 +345,8 @@ class Nemesis:
         except FaultError as exc:
             self._failed(step, what, f"cannot resolve targets: {exc}")
             return Resolution()
+        if isinstance(fault, PROCESS_FAULTS):
+            return self._apply_to_peers(fault, resolution, step=step, extra=extra)
         match fault:
             case Partition() | OneWay() | Heal() | Latency() | Bandwidth() | Slicer():
                 shaping = self._shaping_after(fault, resolution)
@@ -381,19 +384,6 @@ class Nemesis:
                     detail = f"workload {'on' if on else 'off'}"
                 self._emit_fault(step, what, resolution, fault=fault, detail=detail, **extra)
                 return resolution
-            case (
-                Crash()
-                | Restart()
-                | Pause()
-                | Resume()
-                | Stop()
-                | Start()
-                | FirstStart()
-                | TearLogTail()
-                | CorruptSnapshot()
-                | LoseUnsynced()
-            ):
-                return self._apply_to_peers(fault, resolution, step=step, extra=extra)
             case _:
                 assert_never(fault)
 

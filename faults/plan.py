@@ -33,7 +33,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, assert_never
+from typing import Any, ClassVar, Final, Literal, assert_never
 
 from faults.errors import FaultError, PlanError
 from faults.topology import (
@@ -50,6 +50,7 @@ __all__ = [
     "FAULT_TYPES",
     "GENERATOR_VERSION",
     "PLAN_VERSION",
+    "PROCESS_FAULTS",
     "PROFILES",
     "Bandwidth",
     "ClusterView",
@@ -69,6 +70,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanState",
+    "ProcessFault",
     "Reset",
     "Resolution",
     "Restart",
@@ -314,6 +316,20 @@ ProcessFault = (
     | CorruptSnapshot
     | LoseUnsynced
 )
+# The same kinds as a tuple, for `isinstance`: the faults that hit peers (processes
+# and their data dirs) rather than the network, resolved and applied alike.
+PROCESS_FAULTS: Final = (
+    Crash,
+    Restart,
+    Pause,
+    Resume,
+    Stop,
+    Start,
+    FirstStart,
+    TearLogTail,
+    CorruptSnapshot,
+    LoseUnsynced,
+)
 FAULT_TYPES: dict[FaultKind, type[Any]] = {
     cls.kind: cls
     for cls in (
@@ -444,6 +460,8 @@ class PlanState:
 
     def after(self, fault: Fault) -> PlanState:
         """The state after `fault`, or `_Refused` naming the field when impossible."""
+        if isinstance(fault, PROCESS_FAULTS):
+            return self._process(fault)
         match fault:
             case Partition() | OneWay() | Latency() | Bandwidth() | Slicer():
                 return replace(self, net_faulty=True)
@@ -455,19 +473,6 @@ class PlanState:
                 if on == self.workload_on:
                     raise _Refused("on", f"the workload is already {'on' if on else 'off'}")
                 return replace(self, workload_on=on)
-            case (
-                Crash()
-                | Restart()
-                | Pause()
-                | Resume()
-                | Stop()
-                | Start()
-                | FirstStart()
-                | TearLogTail()
-                | CorruptSnapshot()
-                | LoseUnsynced()
-            ):
-                return self._process(fault)
             case _:
                 assert_never(fault)
 
@@ -952,6 +957,10 @@ def resolve(fault: Fault, view: ClusterView, rng: random.Random) -> Resolution:
     is returned as is (the nemesis reports it if the peer is not in the state the
     validated plan expected, e.g. it exited on its own)."""
     peers = sorted(view.status)
+    if isinstance(fault, PROCESS_FAULTS):
+        eligible = _RULES[fault.kind].eligible
+        candidates = [s for s in peers if view.status[s] in eligible]
+        return Resolution(targets=_pick(fault.target, candidates, view, rng))
     match fault:
         case Partition(shape=shape, groups=groups, target=target):
             node = None
@@ -984,21 +993,6 @@ def resolve(fault: Fault, view: ClusterView, rng: random.Random) -> Resolution:
             return Resolution(
                 targets=tuple(sorted({s for link in touched for s in link})), links=touched
             )
-        case (
-            Crash()
-            | Restart()
-            | Pause()
-            | Resume()
-            | Stop()
-            | Start()
-            | FirstStart()
-            | TearLogTail()
-            | CorruptSnapshot()
-            | LoseUnsynced()
-        ):
-            eligible = _RULES[fault.kind].eligible
-            candidates = [s for s in peers if view.status[s] in eligible]
-            return Resolution(targets=_pick(fault.target, candidates, view, rng))
         case _:
             assert_never(fault)
 

@@ -63,6 +63,7 @@ from faults import disk
 from faults.applied import failed_fields, fault_fields, hit_each_target, needs_leader
 from faults.errors import FaultError
 from faults.plan import (
+    PROCESS_FAULTS,
     Bandwidth,
     ClusterView,
     CorruptSnapshot,
@@ -1118,6 +1119,8 @@ class World:
         except FaultError as exc:
             self._failed(step, what, f"cannot resolve targets: {exc}")
             return Resolution()
+        if isinstance(fault, PROCESS_FAULTS):
+            return self._apply_to_peers(fault, resolution, step, extra)
         match fault:
             case Partition() | OneWay() | Heal() | Latency() | Bandwidth() | Slicer():
                 self.set_net(apply_to_net(self.net, fault, resolution))
@@ -1133,19 +1136,6 @@ class World:
                 extra["detail"] = f"workload {'on' if on else 'off'}"
                 self._emit_fault(step, what, resolution, fault, extra)
                 return resolution
-            case (
-                Crash()
-                | Restart()
-                | Pause()
-                | Resume()
-                | Stop()
-                | Start()
-                | FirstStart()
-                | TearLogTail()
-                | CorruptSnapshot()
-                | LoseUnsynced()
-            ):
-                return self._apply_to_peers(fault, resolution, step, extra)
             case _:
                 assert_never(fault)
 
