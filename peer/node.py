@@ -155,10 +155,12 @@ class Node(EffectRunner):
             "quorum_port": quorum.sockets[0].getsockname()[1],
             "client_port": client.sockets[0].getsockname()[1],
         }
-        self.events.emit("listening", self.ports)
+        # Graceful stop is armed before `listening` is logged: whoever waits for that
+        # event (the launcher, a test) may send SIGTERM at once and must get a shutdown.
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
+        self.events.emit("listening", self.ports)
         for j in self._out:
             self._out[j].wake = asyncio.Event()
             self._out[j].task = asyncio.create_task(self._send_votes(j))
