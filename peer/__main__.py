@@ -72,24 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = EventWriter(events_path, sid=args.id, boot=boot)
     events.emit(
         "boot",
-        last_zxid=recovered.last_zxid,
-        current_epoch=recovered.current_epoch,
-        accepted_epoch=recovered.accepted_epoch,
-        snapshot_zxid=recovered.snapshot_zxid,
+        recovered.boot_fields(),
         bug=bug.value if bug else None,
         role=member.role.value,
         pid=_pid(),
     )
-    events.emit(
-        "recovered",
-        snapshot_zxid=recovered.snapshot_zxid,
-        replayed=len(recovered.txns),
-        last_zxid=recovered.last_zxid,
-        current_epoch=recovered.current_epoch,
-        accepted_epoch=recovered.accepted_epoch,
-        torn_bytes=recovered.torn_bytes,
-        skipped_snapshots=list(recovered.skipped_snapshots),
-    )
+    events.emit("recovered", recovered.recovered_fields())
     roles: dict[int, Role] = config.roles
     election = Election(sid=args.id, roles=roles, timing=config.timing, bug=bug)
     replica = Replica(

@@ -113,6 +113,28 @@ class Recovered:
     torn_bytes: int  # bytes of torn tail truncated away at open (0 if none)
     skipped_snapshots: tuple[str, ...]  # newer snapshot files that failed validation
 
+    def boot_fields(self) -> dict[str, int]:
+        """What recovery puts in the `boot` event (the caller adds bug, role and pid);
+        one definition for the real peer and the simulator, so their logs agree."""
+        return {
+            "last_zxid": self.last_zxid,
+            "current_epoch": self.current_epoch,
+            "accepted_epoch": self.accepted_epoch,
+            "snapshot_zxid": self.snapshot_zxid,
+        }
+
+    def recovered_fields(self) -> dict[str, object]:
+        """The fields of the `recovered` event."""
+        return {
+            "snapshot_zxid": self.snapshot_zxid,
+            "replayed": len(self.txns),
+            "last_zxid": self.last_zxid,
+            "current_epoch": self.current_epoch,
+            "accepted_epoch": self.accepted_epoch,
+            "torn_bytes": self.torn_bytes,
+            "skipped_snapshots": list(self.skipped_snapshots),
+        }
+
 
 @dataclass(slots=True, kw_only=True)
 class _Segment:

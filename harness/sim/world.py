@@ -711,24 +711,12 @@ class World:
         member = self.config.member(sid)
         peer.events.emit(
             "boot",
-            last_zxid=recovered.last_zxid,
-            current_epoch=recovered.current_epoch,
-            accepted_epoch=recovered.accepted_epoch,
-            snapshot_zxid=recovered.snapshot_zxid,
+            recovered.boot_fields(),
             bug=bug.value if bug else None,
             role=member.role.value,
             pid=pid,
         )
-        peer.events.emit(
-            "recovered",
-            snapshot_zxid=recovered.snapshot_zxid,
-            replayed=len(recovered.txns),
-            last_zxid=recovered.last_zxid,
-            current_epoch=recovered.current_epoch,
-            accepted_epoch=recovered.accepted_epoch,
-            torn_bytes=recovered.torn_bytes,
-            skipped_snapshots=list(recovered.skipped_snapshots),
-        )
+        peer.events.emit("recovered", recovered.recovered_fields())
         timing = self.config.timing
         peer.election = Election(sid=sid, roles=self.roles, timing=timing, bug=bug)
         peer.replica = Replica(
