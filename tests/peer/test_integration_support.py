@@ -4,7 +4,7 @@ readers.
 
 This module owns only test plumbing: it writes a cluster.json with pre-allocated
 loopback ports (the peers' dial addresses must be known before they start, so each
-port is taken from the kernel by binding port 0 and released just before the spawn),
+port is bound once below the ephemeral range and released just before the spawn),
 spawns and signals the peers through `harness.procs` (own session, parent-death
 SIGKILL, reaped on close), and reads their JSONL logs through `harness.events`. It
 knows nothing of the protocol beyond the client `status` call. No tests live here.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -54,14 +55,26 @@ def wait_until(what: str, check: Callable[[], _T | None], timeout: float, poll: 
         time.sleep(poll)
 
 
+# Ports handed out by `free_ports`: below Linux's default ephemeral range (32768-60999),
+# which the kernel also gives every outgoing connection as its source port. A port
+# taken by binding port 0 comes from that range, and under `pytest -n auto` some dialing
+# socket could take it between its release and the peer's bind ("address in use").
+_PORT_RANGE = range(20_000, 32_768)
+_pick = random.SystemRandom()
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports the kernel had free a moment ago. All sockets are
-    held open together so the kernel cannot hand the same port out twice."""
+    """`count` distinct loopback ports, free a moment ago and outside the ephemeral range.
+    All are held open together while choosing, so none is handed out twice."""
     socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        while len(socks) < count:
             sock = socket.socket()
-            sock.bind((HOST, 0))
+            try:
+                sock.bind((HOST, _pick.choice(_PORT_RANGE)))
+            except OSError:
+                sock.close()  # taken: draw another
+                continue
             socks.append(sock)
         return [s.getsockname()[1] for s in socks]
     finally:
