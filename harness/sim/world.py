@@ -22,6 +22,9 @@ Theory of operation.
   earlier incarnation (a crashed process loses what was in flight to it) and queues
   them while the peer is paused (SIGSTOP: its timers and inbound data wait; they run
   in order on resume).
+- A cut (partition, one-way) loses what is sent while it lasts and what was still in
+  flight when it began: Toxiproxy's timeout toxic holds the data that reaches the
+  proxy, and removing the toxic closes the connection with it. So does a reset.
 - Election link i->j is a connection i dialed; a cut drops its data, lifting the cut
   or a reset closes it, and the next vote re-dials and first re-sends the last vote
   (as `Node._send_votes` does). Votes are not free, as they are not in ZooKeeper
@@ -268,6 +271,9 @@ class QuorumConn:
     # arrival time of the last message each way (TCP is FIFO per direction)
     up_at: int = 0  # learner -> leader
     down_at: int = 0  # leader -> learner
+    # a cut began on that direction: what is still in flight is lost (`World.set_net`)
+    up_cut: bool = False
+    down_cut: bool = False
 
 
 @dataclass(slots=True)
@@ -592,6 +598,9 @@ class World:
         self._conn_ids = 0
         self._incarnations = 0
         self._link_clock: dict[tuple[int, int], int] = {}  # election links
+        # election link -> how many times data in flight on it was lost (cut, reset);
+        # a vote that finds the count changed on arrival is dropped
+        self._link_losses: dict[tuple[int, int], int] = {}
         self._sinks: list[LogSink] = []
         self._peer_logs: dict[int, LogSink] = {}
         self._stderr: dict[int, LogSink] = {}
@@ -887,10 +896,13 @@ class World:
             self.stats.dropped += 1
             return
         t = self._transit(peer.sid, to)
-        self.sched.call_at(t, self._vote_arrived, target, n)
+        self.sched.call_at(t, self._vote_arrived, target, n, self._link_losses.get((peer.sid, to)))
 
-    def _vote_arrived(self, peer: SimPeer, n: Notification) -> None:
+    def _vote_arrived(self, peer: SimPeer, n: Notification, losses: int | None) -> None:
         if not peer.alive:
+            return
+        if self._link_losses.get((n.sender, peer.sid)) != losses:
+            self.stats.dropped += 1  # cut or reset while in flight
             return
         peer.inbox.append(n)
         if peer.reading:
@@ -991,6 +1003,9 @@ class World:
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
             return
+        if conn.down_cut if peer.sid == conn.learner else conn.up_cut:
+            self.stats.dropped += 1  # in flight when a cut began
+            return
         if peer.paused:
             peer.deferred.append(lambda: self._zab_received(peer, conn, message))
             return
@@ -1046,6 +1061,7 @@ class World:
         """Close every connection carried by these links (the proxies bounce)."""
         touched = 0
         for i, j in sorted(links):
+            self._lose_in_flight(i, j)
             src = self.peers.get(i)
             if src is not None and src.alive and j in src.out:
                 src.out[j].connected = False
@@ -1064,9 +1080,25 @@ class World:
         """Install the new fault state; links whose cut is lifted are closed, as
         Toxiproxy closes a proxy's connections when a toxic is removed."""
         lifted = self.net.cut - net.cut
+        for i, j in sorted(net.cut - self.net.cut):
+            self._lose_in_flight(i, j)
         self.net = net
         if lifted:
             self.reset_links(lifted)
+
+    def _lose_in_flight(self, i: int, j: int) -> None:
+        """Data in flight on i -> j is lost: the votes (by count) and the quorum
+        connection's direction (by flag; the connection is closed when the cut lifts)."""
+        self._link_losses[i, j] = self._link_losses.get((i, j), 0) + 1
+        for a, b in ((i, j), (j, i)):
+            peer = self.peers.get(a)
+            conn = peer.quorum.get(b) if peer is not None else None
+            if conn is None:
+                continue
+            if conn.learner == i:
+                conn.up_cut = True
+            else:
+                conn.down_cut = True
 
     # --- client requests -------------------------------------------------------
 
