@@ -102,7 +102,8 @@ __all__ = [
 PLAN_VERSION = 1
 # 2: `mixed` and `crash-restart` gained the bug-hunting episodes
 # 3: they gained `rejoin_crash` (a follower crashed again just after it re-synced)
-GENERATOR_VERSION = 3
+# 4: they gained `leader_outage` (the leader away longer than an election may take)
+GENERATOR_VERSION = 4
 MAX_PEERS = 99
 
 
@@ -1285,6 +1286,30 @@ class _Gen:
         self.t += self.ticks(1, 5)
         self.emit(Restart(target=Sym.ALL))
 
+    def leader_outage(self) -> None:
+        """Every link a little slow and one follower's links slower, so the followers
+        stand at different points of the leader's stream (one has logged a proposal
+        another has not, each has seen a different last COMMIT); then the leader
+        crashes or is cut off under load and stays away for 100-150 ticks, longer than
+        majority survival allows an election to take (about 80 ticks with the fast
+        timing). The rest must elect and serve without it, choosing by last logged
+        zxid, and it rejoins far behind."""
+        # One of the two highest sids: the one a tie on zxids elects, and the first
+        # leader; explicit because latency toxics take explicit links.
+        lagging = self.rng.choice(self.peers[-2:])
+        base = self.rng.randint(1, max(1, self.tick // 30))
+        self.emit(Latency(links="all", latency_ms=base, jitter_ms=0))
+        around = sorted(link for link in all_links(self.peers) if lagging in link)
+        slow = self.rng.randint(base + 2, max(base + 2, self.tick // 6))
+        self.emit(Latency(links=tuple(around), latency_ms=slow, jitter_ms=0))
+        self.t += self.ticks(1, 3)
+        crashed = self.rng.random() < 0.5
+        self.emit(Crash(target=Sym.LEADER) if crashed else Partition(shape=Shape.ISOLATE_LEADER))
+        self.t += self.ticks(100, 150)
+        self.emit(Heal())
+        if crashed:
+            self.emit(Restart(target=Sym.ALL))
+
 
 def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
     match profile:
@@ -1301,6 +1326,7 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 g.stale_epoch,
                 g.resync_crash,
                 g.rejoin_crash,
+                g.leader_outage,
             ]
         case "pause":
             return [g.pause]
@@ -1324,6 +1350,7 @@ def _episodes(profile: str, g: _Gen) -> list[Callable[[], None]]:
                 g.stale_epoch,
                 g.resync_crash,
                 g.rejoin_crash,
+                g.leader_outage,
             ]
 
 
