@@ -21,12 +21,13 @@ from harness.seeds import SeedRecord, replay
 
 pytestmark = pytest.mark.integration
 _RUNS = itertools.count()
-_SETTINGS = {
-    "deadline": None,
-    "database": None,  # a replayed example costs seconds; do not re-run old ones blindly
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    "derandomize": True,  # the same plans every run: the default suite stays predictable
-}
+# The parent of both tests' settings (hypothesis copies what a child does not set).
+_SETTINGS = settings(
+    deadline=None,
+    database=None,  # a replayed example costs seconds; do not re-run old ones blindly
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,  # the same plans every run: the default suite stays predictable
+)
 
 
 def _run(plan: Plan, base: Path, seed: int) -> None:
@@ -48,7 +49,7 @@ def _run(plan: Plan, base: Path, seed: int) -> None:
     )
 
 
-@settings(max_examples=2, **_SETTINGS)
+@settings(_SETTINGS, max_examples=2)
 @given(plan=plans(peers=3, max_steps=2), seed=st.integers(0, 2**31 - 1))
 def test_small_plans_keep_correct_peers_valid(
     plan: Plan, seed: int, tmp_path_factory: pytest.TempPathFactory
@@ -57,7 +58,7 @@ def test_small_plans_keep_correct_peers_valid(
 
 
 @pytest.mark.slow
-@settings(max_examples=15, **_SETTINGS)
+@settings(_SETTINGS, max_examples=15)
 @given(plan=plans(peers=3, max_steps=6), seed=st.integers(0, 2**31 - 1))
 def test_plans_keep_correct_peers_valid(
     plan: Plan, seed: int, tmp_path_factory: pytest.TempPathFactory

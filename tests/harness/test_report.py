@@ -443,7 +443,17 @@ def test_odd_shapes_render_without_crashing(tmp_path: Path) -> None:
     """A verdict or fault from a newer/older checker or nemesis with unexpected shapes
     still renders: what cannot be placed on the timeline is listed, not fatal."""
     builder, _ = small_run(tmp_path / "odd")
-    builder.fault(5.0, 9, "one-way", [1, 2], cut=[[1, 2], ["x", 3], 7], down="?", paused=None)
+    # Written raw, not with `fault`: these shapes are what `fault`'s types rule out.
+    builder.harness(
+        5.0,
+        "fault",
+        step=9,
+        what="one-way",
+        targets=[1, 2],
+        cut=[[1, 2], ["x", 3], 7],
+        down="?",
+        paused=[],
+    )
     builder.peer(2, 5.1, "state", state="WEIRD", round=9)
     verdict = {
         "verdict": "surprising",

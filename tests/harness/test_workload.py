@@ -25,16 +25,18 @@ def _history(path: Path) -> list[dict[str, object]]:
 
 
 def _completions_match_invokes(history: list[dict[str, object]]) -> Counter[str]:
-    open_ops: dict[object, dict[str, object]] = {}
+    open_ops: dict[int, dict[str, object]] = {}
     kinds: Counter[str] = Counter()
     for record in history:
         kind = str(record["kind"])
         kinds[kind] += 1
+        op_id = record["id"]
+        assert isinstance(op_id, int), record  # the workload numbers its ops
         if kind == "invoke":
-            assert record["id"] not in open_ops
-            open_ops[record["id"]] = record
+            assert op_id not in open_ops
+            open_ops[op_id] = record
             continue
-        invoke = open_ops.pop(record["id"])  # a completion without its invoke fails here
+        invoke = open_ops.pop(op_id)  # a completion without its invoke fails here
         assert invoke["process"] == record["process"]
         assert invoke["op"] == record["op"]
         if record["op"] == "write":

@@ -4,7 +4,8 @@ detection, observers, and the effect order each planted bug changes."""
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import pytest
 
@@ -12,12 +13,14 @@ from peer.domain import Bug, Role, Txn, make_zxid
 from peer.effects import (
     AppendTxns,
     ClientFailure,
+    ClientReply,
     Emit,
     GoLooking,
     InstallSnapshot,
     PersistAcceptedEpoch,
     PersistCurrentEpoch,
     Send,
+    SetTimer,
     SyncLog,
     WriteSnapshot,
 )
@@ -33,6 +36,7 @@ from peer.messages import (
     Proposal,
     Snap,
     UpToDate,
+    ZabMessage,
 )
 from peer.replication import TICK_TIMER, Phase, Replica, ReplicationError, SyncMode
 from tests.peer.test_replication_pump import TIMING, Disk, Pump
@@ -55,15 +59,34 @@ def disk(log: list[Txn], accepted: int = 0, current: int | None = None) -> Disk:
     )
 
 
-def index_of(effects: list[Any], predicate: Any) -> int:
+T = TypeVar("T")
+M = TypeVar("M", bound=ZabMessage)
+
+
+def index_of(effects: Sequence[object], predicate: Callable[[object], bool]) -> int:
     for i, effect in enumerate(effects):
         if predicate(effect):
             return i
     raise AssertionError(f"no matching effect in {effects}")
 
 
-def is_send(kind: type) -> Any:
+def is_send(kind: type[ZabMessage]) -> Callable[[object], bool]:
     return lambda e: isinstance(e, Send) and isinstance(e.message, kind)
+
+
+def narrow(value: object, kind: type[T]) -> T:
+    """`value`, asserted to be a `kind` (fails the test otherwise), typed as one."""
+    assert isinstance(value, kind), f"expected a {kind.__name__}, got {value!r}"
+    return value
+
+
+def sent(effects: Iterable[object], kind: type[M], *, to: int | None = None) -> list[M]:
+    """The `kind` messages of the `Send` effects (to peer `to` only, if given), in order."""
+    return [
+        e.message
+        for e in effects
+        if isinstance(e, Send) and isinstance(e.message, kind) and (to is None or e.to == to)
+    ]
 
 
 # ---------------------------------------------------------------- discovery
@@ -266,7 +289,7 @@ def test_commit_strictly_in_zxid_order_when_acks_arrive_reversed() -> None:
     effects = leader.receive(2, Ack(zxid=first))
     commits = [e.fields["zxid"] for e in effects if isinstance(e, Emit) and e.kind == "commit"]
     assert commits == [first, second]
-    sends = [e.message.zxid for e in effects if is_send(Commit)(e) and e.to == 2]
+    sends = [commit.zxid for commit in sent(effects, Commit, to=2)]
     assert sends == [first, second]
 
 
@@ -291,14 +314,16 @@ def test_write_not_committed_without_a_majority() -> None:
 def test_write_on_a_follower_names_the_leader() -> None:
     pump = Pump(3)
     pump.elect(2)
-    (reply,) = pump.peers[1].replica.client_write(5, "k", "v")
+    (effect,) = pump.peers[1].replica.client_write(5, "k", "v")
+    reply = narrow(effect, ClientReply)
     assert not reply.ok and reply.error is ClientFailure.NOT_LEADER and reply.leader == 2
 
 
 def test_write_before_serving_is_refused() -> None:
     pump = Pump(3)
     pump.run(1, pump.peers[1].replica.lead())
-    (reply,) = pump.peers[1].replica.client_write(5, "k", "v")
+    (effect,) = pump.peers[1].replica.client_write(5, "k", "v")
+    reply = narrow(effect, ClientReply)
     assert reply.error is ClientFailure.NOT_SERVING and reply.leader == 1
 
 
@@ -433,11 +458,11 @@ def test_observers_never_count_and_learn_by_inform() -> None:
     assert not pump.peers[1].kinds("commit")  # observers got nothing to ACK
     for sid in (4, 5):
         assert not any(is_send(Ack)(e) for e in pump.peers[sid].effects)
-        assert not any(is_send(Proposal)(e) and e.to == sid for e in pump.peers[1].effects)
+        assert not sent(pump.peers[1].effects, Proposal, to=sid)
     pump.cut.clear()
     pump.run(1, pump.peers[1].replica.receive(2, Ack(zxid=make_zxid(1, 1))))
     pump.deliver_all()
-    assert any(is_send(Inform)(e) and e.to == 4 for e in pump.peers[1].effects)
+    assert sent(pump.peers[1].effects, Inform, to=4)
     for sid in (4, 5):
         assert pump.peers[sid].delivered() == [make_zxid(1, 1)]
 
@@ -537,8 +562,8 @@ def test_unknown_learner_traffic_closes_only_that_link() -> None:
 def test_tick_timer_rearms() -> None:
     pump = Pump(3)
     pump.elect(1)
-    effects = pump.peers[2].replica.on_timer(TICK_TIMER)
-    assert effects[-1].name == TICK_TIMER and effects[-1].delay_ms == TIMING.tick_ms // 2
+    rearm = narrow(pump.peers[2].replica.on_timer(TICK_TIMER)[-1], SetTimer)
+    assert rearm.name == TICK_TIMER and rearm.delay_ms == TIMING.tick_ms // 2
 
 
 def test_snap_message_carries_sorted_state() -> None:
@@ -550,5 +575,5 @@ def test_snap_message_carries_sorted_state() -> None:
     leader.lead()
     leader.receive(2, FollowerInfo(sid=2, accepted_epoch=0, last_zxid=0))
     effects = leader.receive(2, AckEpoch(current_epoch=0, last_zxid=0))
-    (snap,) = [e.message for e in effects if is_send(Snap)(e)]
+    (snap,) = sent(effects, Snap)
     assert snap.state == (("a", "1"), ("b", "2")) and snap.zxid == make_zxid(1, 2)
