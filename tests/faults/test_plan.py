@@ -24,6 +24,7 @@ from faults.plan import (
     Crash,
     FirstStart,
     Heal,
+    Latency,
     OneWay,
     Partition,
     Pause,
@@ -49,6 +50,8 @@ from faults.plan import (
 from faults.planfile import load_plan, save_plan
 from faults.strategies import plans
 from faults.topology import NetState, Shape
+from harness.checker import bounds_for
+from peer.domain import FAST, ZOOKEEPER, Timing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,6 +186,50 @@ def test_profiles_use_their_faults() -> None:
     assert kinds("disk") & {"tear-log-tail", "corrupt-snapshot", "lose-unsynced"}
     assert kinds("latency") & {"latency", "bandwidth", "slicer", "reset"}
     assert len(kinds("mixed")) >= 8
+
+
+def _leader_outages(plan: Plan) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(start, end, lagging links' peers) of each `leader_outage` episode: latency on
+    all links, then on one peer's links, then the leader crashed or cut off until the
+    heal (and restart)."""
+    steps = plan.steps
+    found = []
+    for i in range(len(steps) - 3):
+        first, second, hit = (steps[i + k].fault for k in range(3))
+        if not (isinstance(first, Latency) and first.links == "all"):
+            continue
+        if not isinstance(second, Latency) or second.links == "all":
+            continue
+        assert isinstance(hit, Crash | Partition)
+        end = next(s.at_ms for s in steps[i + 3 :] if isinstance(s.fault, Heal | Restart))
+        lagging = tuple(sorted(set.intersection(*(set(link) for link in second.links))))
+        found.append((steps[i + 2].at_ms, end, lagging))
+    return found
+
+
+@pytest.mark.parametrize("timing", [FAST, ZOOKEEPER], ids=["fast", "zookeeper"])
+def test_leader_outage_lasts_longer_than_an_election_may_take(timing: Timing) -> None:
+    # the episode is there to show majority survival failing when the rest cannot elect
+    # (vote-committed-zxid): it must outlast the checker's bound B for the same timing
+    bound = bounds_for(timing).majority_survival_ms
+    outages = [
+        outage
+        for profile in ("mixed", "crash-restart")
+        for seed in range(10)
+        for outage in _leader_outages(
+            generate(
+                profile,
+                seed=seed,
+                peers=5,
+                duration_s=60 * timing.tick_ms / 100,
+                timing_tick_ms=timing.tick_ms,
+            )
+        )
+    ]
+    assert len(outages) >= 3
+    for start, end, lagging in outages:
+        assert end - start > bound
+        assert len(lagging) == 1 and lagging[0] in (4, 5)
 
 
 def test_quiet_period_scales_with_tick() -> None:
