@@ -215,7 +215,7 @@ def test_no_bug_sweep_stays_valid(tmp_path: Path) -> None:
         (Bug.SKIP_ACCEPTED_EPOCH, "mixed", {Property.RECOVERY, Property.EPOCH_MONOTONICITY}),
         (Bug.NEWLEADER_ACK_BEFORE_FSYNC, "mixed", {Property.RECOVERY, Property.DURABILITY}),
         (Bug.TRUNC_TOO_FAR, "mixed", {Property.DURABILITY}),
-        (Bug.VOTE_COMMITTED_ZXID, "crash-restart", {Property.MAJORITY_SURVIVAL}),
+        (Bug.VOTE_COMMITTED_ZXID, "mixed", {Property.MAJORITY_SURVIVAL}),
     ],
 )
 def test_bug_found_by_longer_sweep(
