@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peer.domain import ServerState, Txn, Vote
+from peer.domain import ServerState, Txn, Vote, slot_setters
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,9 +103,16 @@ class UpToDate:
     zxid: int
 
 
+# The broadcast messages (PROPOSAL, ACK, COMMIT, PING) are made once per write or tick
+# per follower: their `__init__` is hand-written for speed (see `peer.domain.slot_setters`).
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Proposal:
     txn: Txn
+
+    def __init__(self, *, txn: Txn) -> None:
+        _PROPOSAL_TXN(self, txn)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,10 +121,16 @@ class Ack:
 
     zxid: int
 
+    def __init__(self, *, zxid: int) -> None:
+        _ACK_ZXID(self, zxid)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Commit:
     zxid: int
+
+    def __init__(self, *, zxid: int) -> None:
+        _COMMIT_ZXID(self, zxid)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +146,14 @@ class Ping:
 
     zxid: int
 
+    def __init__(self, *, zxid: int) -> None:
+        _PING_ZXID(self, zxid)
+
+
+(_PROPOSAL_TXN,) = slot_setters(Proposal, "txn")
+(_ACK_ZXID,) = slot_setters(Ack, "zxid")
+(_COMMIT_ZXID,) = slot_setters(Commit, "zxid")
+(_PING_ZXID,) = slot_setters(Ping, "zxid")
 
 ZabMessage = (
     FollowerInfo
