@@ -37,21 +37,21 @@ class EncodeCache:
     """Log record bytes by txn object (identity; the entry keeps the txn alive so its
     id cannot be reused while cached). Bounded: cleared when full."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("entries",)
 
     LIMIT = 4096
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[Txn, bytes]] = {}
+        self.entries: dict[int, tuple[Txn, bytes]] = {}
 
     def get(self, txn: Txn) -> bytes:
-        entry = self._entries.get(id(txn))
+        entry = self.entries.get(id(txn))
         if entry is not None and entry[0] is txn:
             return entry[1]
         data = encode_txn(txn)  # ValueError for a txn the format cannot hold
-        if len(self._entries) >= self.LIMIT:
-            self._entries.clear()
-        self._entries[id(txn)] = (txn, data)
+        if len(self.entries) >= self.LIMIT:
+            self.entries.clear()
+        self.entries[id(txn)] = (txn, data)
         return data
 
 
@@ -72,11 +72,15 @@ class SimStorage(Storage):
         if zxid <= self._last_zxid:
             super().write(txns)  # refuses, with the real message
             return
-        try:
-            data = cache.get(txn)
-        except ValueError:
-            super().write(txns)  # refuses, with the real message
-            return
+        entry = cache.entries.get(id(txn))  # `cache.get(txn)`, its hit inlined
+        if entry is not None and entry[0] is txn:
+            data = entry[1]
+        else:
+            try:
+                data = cache.get(txn)
+            except ValueError:
+                super().write(txns)  # refuses, with the real message
+                return
         try:
             written = os.write(fd, data)
             while written < len(data):
@@ -93,5 +97,10 @@ class SimStorage(Storage):
     def sync(self) -> tuple[str, int]:
         if self._dir_dirty or self._broken or self._lock_fd is None:
             return super().sync()  # a new segment's directory entry, or the real error
-        self._synced = self._durable_position()
-        return self._synced
+        segments = self._segments  # `_durable_position()`, inlined
+        if segments:
+            newest = segments[-1]
+            self._synced = synced = (newest.name, newest.size)
+        else:
+            self._synced = synced = ("", 0)
+        return synced

@@ -1003,21 +1003,34 @@ class World:
             if t <= conn.down_at:
                 t = conn.down_at + 1
             conn.down_at = t
-        sched.call_at(t, self._zab_arrived, target, conn, message)
+        # `sched.call_at(t, self._zab_arrived, target, conn, message)`, inlined (t > now)
+        sched._seq = seq = sched._seq + 1
+        heappush(sched._heap, (t, seq, self._zab_arrived, (target, conn, message)))
 
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
             return
-        if conn.down_cut if peer.sid == conn.learner else conn.up_cut:
+        at_learner = peer.sid == conn.learner
+        if conn.down_cut if at_learner else conn.up_cut:
             self.stats.dropped += 1  # in flight when a cut began
             return
         if peer.paused:
             peer.deferred.append(lambda: self._zab_received(peer, conn, message))
             return
-        if conn.open and peer.sid == conn.learner:  # the common case, inlined
-            if peer.quorum.get(conn.leader) is conn:
-                peer.receive_zab(conn.leader, message)
-            return
+        if conn.open:
+            # the common case of `_zab_received`, inlined: the link is the one the peer
+            # holds for the other end; `receive_zab` inlined too unless the peer is busy
+            other = conn.leader if at_learner else conn.learner
+            if peer.quorum.get(other) is conn:
+                if peer._busy:
+                    peer.receive_zab(other, message)
+                else:
+                    effects = peer.replica.receive(other, message)
+                    if effects:  # a PING's empty list: nothing to perform, nothing queued
+                        peer._perform(effects)
+                return
+            if at_learner:
+                return
         self._zab_received(peer, conn, message)
 
     def _zab_received(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
