@@ -352,6 +352,18 @@ class SimPeer(EffectRunner):
         """Schedule an input to this incarnation of the peer."""
         self.world.sched.after_ns(delay_ns, lambda: self.deliver(action))
 
+    def later_call(self, delay_ns: int, function: Callable[..., None], *args: Any) -> None:
+        """`later(delay_ns, lambda: function(*args))` without the closures (per request)."""
+        self.world.sched.call_after(delay_ns, self._deliver_call, function, args)
+
+    def _deliver_call(self, function: Callable[..., None], args: tuple[Any, ...]) -> None:
+        if not self.alive:
+            return
+        if self.paused:
+            self.deferred.append(lambda: function(*args))
+            return
+        function(*args)
+
     def input(self, call: Callable[[], list[Any]]) -> None:
         """Run a core call and perform its effects; calls that effects queue (GoLooking,
         Decided) run after, in order, never nested."""
@@ -505,13 +517,13 @@ class SimWorkload:
         self.counts["invoke"] += 1
         self.log.emit("invoke", process=process, op=name, id=op_id, key=key, value=value, peer=sid)
         self._clients[op_id] = (index, process, world.sched.now)
-        world.sched.after_ns(self.timeout_ns, lambda: self.complete(op, "info", "timeout"))
+        world.sched.call_after(self.timeout_ns, self.complete, op, "info", "timeout")
         peer = world.peers.get(sid)
         if peer is None or not peer.alive:
             # connection refused: the request never left, definitely not applied
-            world.sched.after_ns(world.hop(), lambda: self.complete(op, "fail", "refused"))
+            world.sched.call_after(world.hop(), self.complete, op, "fail", "refused")
             return
-        peer.later(world.hop(), lambda: world.client_request(peer, op))
+        peer.later_call(world.hop(), world.client_request, peer, op)
 
     def complete(self, op: ClientOp, kind: str, error: str | None = None, **more: Any) -> None:
         if op.done:
@@ -534,21 +546,20 @@ class SimWorkload:
         if kind == "info":
             process += self.config.clients
         due = max(started + self.period_ns, self.world.sched.now)
-        self.world.sched.at(due, lambda: self._next(index, process))
+        self.world.sched.call_at(due, self._next, index, process)
 
     def reply(self, sid: int, op: ClientOp, reply: ClientReply) -> None:
         """A peer answered a write; the answer travels one hop back."""
+        self.world.sched.call_after(self.world.hop(), self._arrive, sid, op, reply)
 
-        def arrive() -> None:
-            if reply.ok:
-                self.complete(op, "ok", zxid=reply.zxid, peer=sid)
-                return
-            error = CLIENT_ERRORS.get(reply.error, "stopped") if reply.error else "stopped"
-            if reply.leader is not None:
-                self.leader_hint = reply.leader
-            self.complete(op, "fail" if error in DEFINITE_REFUSALS else "info", error)
-
-        self.world.sched.after_ns(self.world.hop(), arrive)
+    def _arrive(self, sid: int, op: ClientOp, reply: ClientReply) -> None:
+        if reply.ok:
+            self.complete(op, "ok", zxid=reply.zxid, peer=sid)
+            return
+        error = CLIENT_ERRORS.get(reply.error, "stopped") if reply.error else "stopped"
+        if reply.leader is not None:
+            self.leader_hint = reply.leader
+        self.complete(op, "fail" if error in DEFINITE_REFUSALS else "info", error)
 
     def connection_lost(self, op: ClientOp) -> None:
         """The peer died with the request sent: the outcome is unknown."""
@@ -1136,7 +1147,10 @@ class World:
         peer.clients[request] = op
         assert op.value is not None
         value = op.value
-        peer.input(lambda: peer.replica.client_write(request, op.key, value))
+        if peer._busy:  # `peer.input(...)`, without the closure unless it must wait
+            peer._queue.append(lambda: peer.replica.client_write(request, op.key, value))
+        elif peer.alive:
+            peer._perform(peer.replica.client_write(request, op.key, value))
 
     # --- the nemesis ---------------------------------------------------------------
 
