@@ -12,22 +12,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from peer.domain import ServerState, Txn, Vote, slot_setters
+from peer.domain import ServerState, Txn, Vote, hot_frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Send:
     """Send `message` to peer `to` (the adapter picks the channel by message type)."""
 
     to: int
     message: Any
-
-    # Send, Emit, AppendTxns and ClientReply are made for every message, event, write
-    # and client answer: their `__init__` is hand-written for speed (same fields and
-    # defaults as the generated one; see `peer.domain.slot_setters`).
-    def __init__(self, *, to: int, message: Any) -> None:
-        _SEND_TO(self, to)
-        _SEND_MESSAGE(self, message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,16 +36,12 @@ class CancelTimer:
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Emit:
     """Write one event (SPEC section 4) to the event log: a protocol decision."""
 
     kind: str
     fields: Mapping[str, Any] = field(default_factory=dict)
-
-    def __init__(self, *, kind: str, fields: Mapping[str, Any] | None = None) -> None:
-        _EMIT_KIND(self, kind)
-        _EMIT_FIELDS(self, {} if fields is None else fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,16 +86,12 @@ class PersistCurrentEpoch:
     epoch: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class AppendTxns:
     """Append txns to the log; `sync` = fsync before the next effect runs."""
 
     txns: tuple[Txn, ...]
     sync: bool
-
-    def __init__(self, *, txns: tuple[Txn, ...], sync: bool) -> None:
-        _APPEND_TXNS(self, txns)
-        _APPEND_SYNC(self, sync)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,7 +133,7 @@ class ClientFailure(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class ClientReply:
     """Answer to client request `request`: ok with its zxid, or a failure naming the
     leader when this peer knows one."""
@@ -159,21 +144,6 @@ class ClientReply:
     error: ClientFailure | None = None
     leader: int | None = None
 
-    def __init__(
-        self,
-        *,
-        request: int,
-        ok: bool,
-        zxid: int | None = None,
-        error: ClientFailure | None = None,
-        leader: int | None = None,
-    ) -> None:
-        _REPLY_REQUEST(self, request)
-        _REPLY_OK(self, ok)
-        _REPLY_ZXID(self, zxid)
-        _REPLY_ERROR(self, error)
-        _REPLY_LEADER(self, leader)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GoLooking:
@@ -182,13 +152,6 @@ class GoLooking:
 
     reason: str
 
-
-_SEND_TO, _SEND_MESSAGE = slot_setters(Send, "to", "message")
-_EMIT_KIND, _EMIT_FIELDS = slot_setters(Emit, "kind", "fields")
-_APPEND_TXNS, _APPEND_SYNC = slot_setters(AppendTxns, "txns", "sync")
-_REPLY_REQUEST, _REPLY_OK, _REPLY_ZXID, _REPLY_ERROR, _REPLY_LEADER = slot_setters(
-    ClientReply, "request", "ok", "zxid", "error", "leader"
-)
 
 ZabEffect = (
     Send

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peer.domain import ServerState, Txn, Vote, slot_setters
+from peer.domain import ServerState, Txn, Vote, hot_frozen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,33 +104,24 @@ class UpToDate:
 
 
 # The broadcast messages (PROPOSAL, ACK, COMMIT, PING) are made once per write or tick
-# per follower: their `__init__` is hand-written for speed (see `peer.domain.slot_setters`).
+# per follower: `hot_frozen` (frozen for mypy, see `peer.domain.hot_frozen`).
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Proposal:
     txn: Txn
 
-    def __init__(self, *, txn: Txn) -> None:
-        _PROPOSAL_TXN(self, txn)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Ack:
     """Follower -> leader: the proposal `zxid` is logged (fsynced, unless a bug says no)."""
 
     zxid: int
 
-    def __init__(self, *, zxid: int) -> None:
-        _ACK_ZXID(self, zxid)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Commit:
     zxid: int
-
-    def __init__(self, *, zxid: int) -> None:
-        _COMMIT_ZXID(self, zxid)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,20 +131,12 @@ class Inform:
     txn: Txn
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Ping:
     """Liveness, both ways every tick/2; carries the sender's last zxid for people."""
 
     zxid: int
 
-    def __init__(self, *, zxid: int) -> None:
-        _PING_ZXID(self, zxid)
-
-
-(_PROPOSAL_TXN,) = slot_setters(Proposal, "txn")
-(_ACK_ZXID,) = slot_setters(Ack, "zxid")
-(_COMMIT_ZXID,) = slot_setters(Commit, "zxid")
-(_PING_ZXID,) = slot_setters(Ping, "zxid")
 
 ZabMessage = (
     FollowerInfo
