@@ -611,6 +611,7 @@ class World:
         self.view = ClusterView(status={s: PeerStatus.NEW for s in self.sids})
         self.tokens = 0  # timer and dial tokens, one counter
         self.encoded = EncodeCache()  # log records of the txns peers pass around
+        self._arrived = self._zab_arrived  # one bound method for every quorum message
         self._conn_ids = 0
         self._incarnations = 0
         self._link_clock: dict[tuple[int, int], int] = {}  # election links
@@ -1016,7 +1017,7 @@ class World:
             conn.down_at = t
         # `sched.call_at(t, self._zab_arrived, target, conn, message)`, inlined (t > now)
         sched._seq = seq = sched._seq + 1
-        heappush(sched._heap, (t, seq, self._zab_arrived, (target, conn, message)))
+        heappush(sched._heap, (t, seq, self._arrived, (target, conn, message)))
 
     def _zab_arrived(self, peer: SimPeer, conn: QuorumConn, message: Any) -> None:
         if not peer.alive:
