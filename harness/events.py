@@ -250,6 +250,7 @@ def _add_events(result: LogRead, records: list[Any], after: int = 0) -> None:
     """Validate `records` (record i is line `after`+i+1) and append their events."""
     source, specs, skip = result.source, _FAST_SPECS, _SKIP
     append = result.events.append
+    new, event_type = object.__new__, Event
     number = after
     for record in records:
         number += 1
@@ -270,7 +271,17 @@ def _add_events(result: LogRead, records: list[Any], after: int = 0) -> None:
                 and (not peer or (type(sid) is int and type(boot) is int))
             )
         if ok:
-            append(Event(t, kind, sid, boot, record, source, number))
+            # `Event(t, kind, sid, boot, record, source, number)` without the call into
+            # __init__ (a third of the cost of reading a line): same slots, same values
+            event = new(event_type)
+            event.t = t
+            event.kind = kind
+            event.sid = sid
+            event.boot = boot
+            event.fields = record
+            event.source = source
+            event.line = number
+            append(event)
             continue
         # The slow, exact judgement (and its message) for what the fast check refused.
         if type(record) is not dict:

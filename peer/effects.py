@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from peer.domain import ServerState, Txn, Vote
+from peer.domain import ServerState, Txn, Vote, hot_frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Send:
     """Send `message` to peer `to` (the adapter picks the channel by message type)."""
 
@@ -36,7 +36,7 @@ class CancelTimer:
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Emit:
     """Write one event (SPEC section 4) to the event log: a protocol decision."""
 
@@ -86,7 +86,7 @@ class PersistCurrentEpoch:
     epoch: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class AppendTxns:
     """Append txns to the log; `sync` = fsync before the next effect runs."""
 
@@ -133,7 +133,7 @@ class ClientFailure(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class ClientReply:
     """Answer to client request `request`: ok with its zxid, or a failure naming the
     leader when this peer knows one."""

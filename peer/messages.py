@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peer.domain import ServerState, Txn, Vote
+from peer.domain import ServerState, Txn, Vote, hot_frozen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,19 +103,23 @@ class UpToDate:
     zxid: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# The broadcast messages (PROPOSAL, ACK, COMMIT, PING) are made once per write or tick
+# per follower: `hot_frozen` (frozen for mypy, see `peer.domain.hot_frozen`).
+
+
+@hot_frozen
 class Proposal:
     txn: Txn
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Ack:
     """Follower -> leader: the proposal `zxid` is logged (fsynced, unless a bug says no)."""
 
     zxid: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Commit:
     zxid: int
 
@@ -127,7 +131,7 @@ class Inform:
     txn: Txn
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@hot_frozen
 class Ping:
     """Liveness, both ways every tick/2; carries the sender's last zxid for people."""
 

@@ -833,9 +833,10 @@ class Replica:
     def _on_proposal(self, msg: Proposal) -> list[Effect]:
         assert self._leader is not None
         txn = msg.txn
-        if txn.zxid <= self.last_zxid:
+        log = self._log
+        if txn.zxid <= (log[-1].zxid if log else self._base_zxid):  # `last_zxid`, inlined
             return []  # already have it (sent in the sync data too)
-        self._log.append(txn)
+        log.append(txn)
         if self._bug is Bug.ACK_BEFORE_FSYNC:
             # Group commit done wrong: ACK now, fsync on the next tick.
             self._unsynced = True
@@ -881,7 +882,11 @@ class Replica:
         # scanning the whole log on every COMMIT. The slice is a copy, so `_apply` may
         # replace `_log` (snapshot) while we iterate.
         log = self._log
-        start = bisect_right(log, self._committed, key=_ZXID)
+        committed = self._committed
+        if log and log[-1].zxid == zxid and (len(log) == 1 or log[-2].zxid <= committed):
+            # The common COMMIT: of the newest txn, right after the applied prefix.
+            return self._apply(log[-1]) if committed < zxid else []
+        start = bisect_right(log, committed, key=_ZXID)
         end = bisect_right(log, zxid, lo=start, key=_ZXID)
         effects: list[Effect] = []
         for txn in log[start:end]:
