@@ -59,6 +59,7 @@ class SimResult:
     verdict: Verdict
     simulated_s: float
     wall_s: float
+    cpu_s: float  # this process's CPU time for the simulation: the one-core figure
     events: int  # scheduler actions executed
 
     @property
@@ -172,6 +173,7 @@ def run_sim(options: SimOptions, run_dir: Path, *, plan: Plan | None = None) -> 
     _write_run_json(options, plan, run_dir)
     spec = WorldSpec(seed=options.seed, config=config, bug=options.bug, workload=options.workload)
     started = time.perf_counter()  # for people only: never logged
+    cpu_started = time.process_time()
     scratch = Path(tempfile.mkdtemp(prefix="quorum-sim-", dir=_scratch_root()))
     try:
         world = World(spec, run_dir, scratch)
@@ -182,6 +184,7 @@ def run_sim(options: SimOptions, run_dir: Path, *, plan: Plan | None = None) -> 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     verdict = check_run_dir(run_dir)
     write_verdict(run_dir, verdict)
     if options.report:
@@ -194,6 +197,7 @@ def run_sim(options: SimOptions, run_dir: Path, *, plan: Plan | None = None) -> 
         verdict=verdict,
         simulated_s=world.sched.now / 1e9,
         wall_s=wall,
+        cpu_s=cpu,
         events=world.sched.executed,
     )
 

@@ -92,7 +92,7 @@ from faults.plan import (
     apply_to_net,
     resolve,
 )
-from faults.topology import Link, NetState
+from faults.topology import Delay, Link, NetState
 from harness.errors import HarnessError
 from harness.events import HARNESS_LOG, HISTORY_LOG, peer_log_name
 from harness.sim.disk import EncodeCache, SimStorage
@@ -615,6 +615,8 @@ class World:
         self._conn_ids = 0
         self._incarnations = 0
         self._link_clock: dict[tuple[int, int], int] = {}  # election links
+        self._delays: tuple[Delay, ...] = ()
+        self._delay_of: dict[tuple[int, int], Delay] = {}
         # election link -> how many times data in flight on it was lost (cut, reset);
         # a vote that finds the count changed on arrival is dropped
         self._link_losses: dict[tuple[int, int], int] = {}
@@ -694,7 +696,11 @@ class World:
 
     def _toxic_ns(self, src: int, dst: int) -> int:
         """The latency toxic's delay on src -> dst now (jitter drawn from the rng)."""
-        toxic = self.net.delay_of(src, dst)
+        delays = self.net.delays
+        if delays is not self._delays:  # `NetState.delay_of` scans them: index them once
+            self._delays = delays
+            self._delay_of = {(d.src, d.dst): d for d in delays}
+        toxic = self._delay_of.get((src, dst))
         if toxic is None:
             return 0
         jitter = toxic.jitter_ms
