@@ -1,12 +1,14 @@
 """Simulator throughput: simulated seconds per wall second (5 peers, `mixed` profile) and
 seeds checked per minute (run + check, as a sweep does).
 
-    python benchmarks/sim.py [--duration 120] [--seeds 5] [--rate 50]
+    python benchmarks/sim.py [--duration 120] [--seeds 5] [--rate 50] [--jobs N]
 
 Prints figures; asserts nothing (machines are noisy). `--rate` is the workload's
 operations per second (the real workload's default is 50), the main cost driver.
 The simulator is one thread, so simulated seconds per CPU second is the one-core
 figure; per wall second it also counts the time a shared machine gives to others.
+With `--jobs N` it also sweeps the same seeds on N worker processes
+(`quorum-chaos sim --seeds A..B --jobs N`) and prints seeds checked per minute.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.sim import SimOptions, run_sim
+from harness.sim import SimOptions, run_sim, sweep
 from harness.workload import WorkloadConfig
 
 
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--peers", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=0, help="also sweep on N workers")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="sim-bench-"))
     try:
@@ -67,6 +70,22 @@ def main() -> None:
             f"seeds checked per minute at {args.duration:g} s each: "
             f"{60 * args.seeds / wall_total:.1f}"
         )
+        if args.jobs > 0:
+            base = SimOptions(
+                seed=0,
+                peers=args.peers,
+                duration_s=args.duration,
+                profile="mixed",
+                workload=WorkloadConfig(rate=args.rate),
+                report=False,
+            )
+            started = time.perf_counter()
+            swept = sweep(base, range(1, args.seeds + 1), out / "sweep", jobs=args.jobs)
+            wall = time.perf_counter() - started
+            print(
+                f"seeds checked per minute, sweep on {args.jobs} workers: "
+                f"{60 * swept.checked / wall:.1f}"
+            )
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

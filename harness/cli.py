@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--profile", choices=PROFILES, default="mixed")
     sim.add_argument("--bug", default=None)
     sim.add_argument("--out", type=Path, default=Path("runs"))
+    sim.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes for --seeds (same output, in seed order; default 1)",
+    )
 
     sub.add_parser("toxiproxy", help="the embedded Toxiproxy server", add_help=False)
     sub.add_parser("peer", help="run one peer process", add_help=False)

@@ -1,10 +1,11 @@
 """The deterministic simulator: the peer's cores over a simulated network, disk and clock.
 
 This package owns `quorum-chaos sim` (`sim_main`) and its parts: `world` (scheduler,
-network, processes, nemesis, workload around the real cores and storage) and `run`
-(one run dir from plan to verdict, and seed sweeps). One seed gives one run, event for
-event; the run dir has the same files as a real run, `run.json` in the same schema
-with `"source": "sim"`, so `check`, `report`, `replay` and the timeline work unchanged.
+network, processes, nemesis, workload around the real cores and storage), `run` (one
+run dir from plan to verdict) and `sweep` (seeds in order, on one or more cores). One
+seed gives one run, event for event; the run dir has the same files as a real run,
+`run.json` in the same schema with `"source": "sim"`, so `check`, `report`, `replay`
+and the timeline work unchanged.
 It must not change the peer's rules: everything protocol-shaped comes from
 `peer.election`, `peer.replication` and `peer.storage`.
 """
@@ -16,15 +17,8 @@ import sys
 
 from faults.errors import FaultError
 from harness.checker import Outcome
-from harness.sim.run import (
-    SimOptions,
-    SimResult,
-    SweepResult,
-    replay_command,
-    run_sim,
-    simulated_config,
-    sweep,
-)
+from harness.sim.run import SimOptions, SimResult, replay_command, run_sim, simulated_config
+from harness.sim.sweep import SweepResult, sweep
 from harness.sim.world import SimError, World, WorldSpec
 from peer.domain import Bug
 
@@ -70,6 +64,9 @@ def sim_main(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seeds is not None:
         print("sim: give --seed or --seeds, not both", file=sys.stderr)
         return 2
+    if args.jobs < 1:
+        print(f"sim: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
     if not isinstance(args.peers, int) or not 1 <= args.peers <= 99:
         print(f"sim: --peers must be 1..99, got {args.peers!r}", file=sys.stderr)
         return 2
@@ -101,6 +98,7 @@ def sim_main(args: argparse.Namespace) -> int:
             base,
             range(low, high + 1),
             args.out,
+            jobs=args.jobs,
             on_seed=lambda r: print(_describe(r), flush=True),
         )
     except (SimError, FaultError) as exc:

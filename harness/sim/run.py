@@ -1,4 +1,4 @@
-"""One simulated run, start to verdict, and seed sweeps.
+"""One simulated run, start to verdict.
 
 This module owns the run dir of a simulated run and the order of its life: write
 `plan.json`, `seed`, `cluster.json` and `run.json` (`harness.runner.run_record`, the
@@ -8,8 +8,8 @@ time, heal at the end as the real nemesis does, drain the workload, stop the pee
 then check (`harness.runlog.check_run_dir`) and report (`harness.report.write_report`).
 Peer data dirs live in a temporary directory (under /dev/shm when there is one, so the
 few fsyncs `harness.sim.disk.SimStorage` still makes cost no disk) that is deleted
-afterwards. It reads no clock
-except to report wall time to people (`SimResult.wall_s`), which no log contains.
+afterwards. It reads no clock except to report time to people (`SimResult.wall_s`,
+`cpu_s`), which no log contains. Sweeps over many seeds are `harness.sim.sweep`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,47 +234,8 @@ def drive(world: World, plan: Plan, *, seed: int) -> None:
     world.shutdown("completed")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SweepResult:
-    checked: int
-    first_failure: SimResult | None
-    last: SimResult | None
-
-
-def sweep(
-    base: SimOptions,
-    seeds: range,
-    out: Path,
-    *,
-    keep_passing: bool = False,
-    on_seed: Callable[[SimResult], None] | None = None,
-) -> SweepResult:
-    """Run seeds in order; stop at the first that is not valid. Passing run dirs are
-    deleted unless `keep_passing` (a sweep of thousands would fill the disk)."""
-    checked = 0
-    last: SimResult | None = None
-    for seed in seeds:
-        options = _with_seed(base, seed)
-        run_dir = out / f"sim-seed-{seed}"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        result = run_sim(options, run_dir)
-        checked += 1
-        last = result
-        if on_seed is not None:
-            on_seed(result)
-        if result.outcome is not Outcome.VALID:
-            if not base.report:
-                from harness.report import write_report
-
-                write_report(run_dir)
-            return SweepResult(checked=checked, first_failure=result, last=result)
-        if not keep_passing:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    return SweepResult(checked=checked, first_failure=None, last=last)
-
-
-def _with_seed(base: SimOptions, seed: int) -> SimOptions:
+def with_seed(base: SimOptions, seed: int) -> SimOptions:
+    """`base` for another seed (the workload's seed follows it)."""
     return SimOptions(
         seed=seed,
         peers=base.peers,

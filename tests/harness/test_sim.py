@@ -215,6 +215,7 @@ def _args(tmp_path: Path, **over: object) -> argparse.Namespace:
         "profile": "mixed",
         "bug": None,
         "out": tmp_path / "runs",
+        "jobs": 1,
     }
     base.update(over)
     return argparse.Namespace(**base)

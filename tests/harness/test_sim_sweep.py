@@ -1,0 +1,90 @@
+"""Seed sweeps on worker processes give the answer a sweep in one process gives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.checker import Outcome, Property
+from harness.cli import main
+from harness.sim import SimOptions, SimResult, sweep
+from peer.domain import Bug
+
+# no-step-down on 20 s partition plans: seed 1 valid, seed 2 the first failure
+BASE = SimOptions(seed=0, duration_s=20, profile="partitions", bug=Bug.NO_STEP_DOWN, report=False)
+
+
+def _swept(out: Path, jobs: int) -> tuple[list[tuple[int, Outcome]], SimResult]:
+    seen: list[tuple[int, Outcome]] = []
+    result = sweep(
+        BASE, range(1, 7), out, jobs=jobs, on_seed=lambda r: seen.append((r.seed, r.outcome))
+    )
+    assert result.first_failure is not None
+    return seen, result.first_failure
+
+
+def test_workers_stop_at_the_same_first_failure_in_seed_order(tmp_path: Path) -> None:
+    alone_seen, alone = _swept(tmp_path / "one", jobs=1)
+    workers_seen, workers = _swept(tmp_path / "two", jobs=2)
+    assert alone_seen == workers_seen == [(1, Outcome.VALID), (2, Outcome.INVALID)]
+    assert Property.MINORITY_SILENCE in workers.verdict.properties_violated()
+    for name in ("harness.jsonl", "history.jsonl", "peer-1.jsonl", "verdict.json"):
+        assert (workers.run_dir / name).read_bytes() == (alone.run_dir / name).read_bytes()
+    # seeds 3-4 were started beside it and thrown away; the failing run dir has its report
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["sim-seed-2"]
+    assert (workers.run_dir / "report.html").exists()
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_a_passing_sweep_on_workers_checks_every_seed_and_keeps_nothing(tmp_path: Path) -> None:
+    options = SimOptions(seed=0, duration_s=10, report=False)
+    result = sweep(options, range(1, 6), tmp_path, jobs=2)
+    assert result.first_failure is None and result.checked == 5
+    assert result.last is not None and result.last.seed == 5
+    assert not any(tmp_path.iterdir())
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_jobs_below_one_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
+        sweep(BASE, range(1, 2), tmp_path, jobs=0)
+    assert main(["sim", "--seeds", "1..2", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_reaps_the_workers(tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole foreground process group: the sweep and its workers
+    command = [sys.executable, "-m", "harness.cli", "sim", "--seeds", "1..500"]
+    command += ["--duration", "60", "--jobs", "2", "--out", str(tmp_path)]
+    sweeping = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert sweeping.stdout is not None
+        assert sweeping.stdout.readline().startswith("seed 1: ")
+        workers = psutil.Process(sweeping.pid).children(recursive=True)
+        assert len(workers) == 2
+        os.killpg(sweeping.pid, signal.SIGINT)
+        output, _ = sweeping.communicate(timeout=60)
+    finally:
+        if sweeping.poll() is None:
+            os.killpg(sweeping.pid, signal.SIGKILL)
+            sweeping.wait()
+    assert sweeping.returncode == 3, output
+    assert output.rstrip().endswith("interrupted")
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == []
+    # at most the seed it was waiting for is left, partly written, as with one process
+    assert len(list(tmp_path.iterdir())) <= 1
