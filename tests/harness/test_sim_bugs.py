@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.plan import Crash, FirstStart, Plan, Restart, Step, Workload
+from faults.plan import Crash, FirstStart, Plan, Restart, Step, Sym, Workload
 from harness.checker import Outcome, Property
 from harness.sim import SimOptions, SimResult, run_sim, sweep
 from peer.domain import Bug
@@ -184,20 +184,50 @@ def test_order_ignores_epoch_vote_storm_is_bounded_and_found(tmp_path: Path) -> 
         assert (replay.run_dir / name).read_bytes() == (found.run_dir / name).read_bytes()
 
 
-def test_order_ignores_epoch_storm_seed_finishes_in_bounded_actions(tmp_path: Path) -> None:
-    # Seed 1 of crash-restart kills all five peers and restarts them together at 35.8 s
-    # with equal zxids and two epochs: under the bug the votes form a cycle. With every
-    # vote delivered at no cost it grew to millions of scheduler actions within 2.5 ms of
-    # simulated time; with capacity-1 send queues and the cost of reading votes, the
-    # five peers' batches converge and the run costs about what it costs without the bug.
-    def run(bug: Bug | None) -> SimResult:
-        options = SimOptions(seed=1, duration_s=60, profile="crash-restart", bug=bug, report=False)
-        return run_sim(options, tmp_path / (bug.value if bug else "correct"))
+def _epoch_split_restart_plan() -> Plan:
+    """Five voters, no writes. 5 leads epoch 1 and dies; 1-4 elect a leader of epoch 2;
+    then all five die and restart together: equal zxids, two epochs, and under
+    ZOOKEEPER-1419 the votes of 5 and of the epoch-2 peers each beat the other."""
+    return Plan(
+        profile="epoch-split-restart",
+        seed=None,
+        peers=(1, 2, 3, 4, 5),
+        duration_ms=20_000,
+        quiet_ms=5_000,
+        initially_running=(1, 2, 3, 4, 5),
+        steps=(
+            Step(at_ms=0, fault=Workload(on=False)),
+            Step(at_ms=1_000, fault=Crash(target=5)),
+            Step(at_ms=3_000, fault=Crash(target=Sym.ALL)),
+            Step(at_ms=3_000, fault=Restart(target=Sym.ALL)),
+        ),
+    )
 
-    correct = run(None)
-    storm = run(Bug.ORDER_IGNORES_EPOCH)
-    assert storm.simulated_s >= 60
-    assert storm.events < 2 * correct.events
+
+def test_order_ignores_epoch_vote_cycle_of_five_finishes_in_bounded_actions(
+    tmp_path: Path,
+) -> None:
+    # With every vote delivered at no cost, a cycle like this grew to millions of
+    # scheduler actions within 2.5 ms of simulated time; with capacity-1 send queues
+    # and the cost of reading votes, the five peers' batches converge.
+    plan = _epoch_split_restart_plan()
+
+    def run(bug: Bug | None) -> tuple[SimResult, int]:
+        options = SimOptions(seed=2, duration_s=20, profile=plan.profile, bug=bug, report=False)
+        result = run_sim(options, tmp_path / (bug.value if bug else "correct"), plan=plan)
+        votes = sum(
+            line.count(b'"kind":"vote_sent"')
+            for log in result.run_dir.glob("peer-*.jsonl")
+            for line in log.read_bytes().splitlines()
+        )
+        return result, votes
+
+    correct, correct_votes = run(None)
+    storm, storm_votes = run(Bug.ORDER_IGNORES_EPOCH)
+    assert correct.outcome is Outcome.VALID
+    assert storm_votes > 5 * correct_votes  # the cycle happened (3652 against 177)
+    assert storm.simulated_s >= 20
+    assert storm.events < 10 * correct.events  # and it settled (12k actions against 6k)
 
 
 def test_no_bug_sweep_stays_valid(tmp_path: Path) -> None:
