@@ -17,6 +17,7 @@ import sys
 
 from faults.errors import FaultError
 from harness.checker import Outcome
+from harness.procs import SignalGuard
 from harness.sim.run import SimOptions, SimResult, replay_command, run_sim, simulated_config
 from harness.sim.sweep import SweepResult, sweep
 from harness.sim.world import SimError, World, WorldSpec
@@ -78,6 +79,9 @@ def sim_main(args: argparse.Namespace) -> int:
         bug=bug,
         report=args.seeds is None,
     )
+    # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C: the scratch data dirs are
+    # removed and sweep workers reaped (forked workers inherit the handler)
+    guarded = SignalGuard.hold()
     try:
         if args.seeds is None:
             run_dir = args.out / f"sim-seed-{base.seed}"
@@ -104,6 +108,9 @@ def sim_main(args: argparse.Namespace) -> int:
     except (SimError, FaultError) as exc:
         print(f"sim: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if guarded:
+            SignalGuard.release()
     failure = swept.first_failure
     if failure is None:
         print(f"all {swept.checked} seeds valid ({low}..{high})")

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -58,8 +59,21 @@ def test_jobs_below_one_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
-def test_ctrl_c_reaps_the_workers(tmp_path: Path) -> None:
-    # Ctrl-C reaches the whole foreground process group: the sweep and its workers
+def _scratch_dirs() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.glob("quorum-sim-*")} if shm.is_dir() else set()
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "last_line"),
+    [(signal.SIGINT, 3, "interrupted"), (signal.SIGTERM, 128 + signal.SIGTERM, "")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_sweep_reaps_its_workers_and_scratch(
+    tmp_path: Path, signum: int, code: int, last_line: str
+) -> None:
+    # Ctrl-C reaches the whole foreground process group, and so does a CI job's cancel
+    before = _scratch_dirs()
     command = [sys.executable, "-m", "harness.cli", "sim", "--seeds", "1..500"]
     command += ["--duration", "60", "--jobs", "2", "--out", str(tmp_path)]
     sweeping = subprocess.Popen(
@@ -76,15 +90,23 @@ def test_ctrl_c_reaps_the_workers(tmp_path: Path) -> None:
         assert sweeping.stdout.readline().startswith("seed 1: ")
         workers = psutil.Process(sweeping.pid).children(recursive=True)
         assert len(workers) == 2
-        os.killpg(sweeping.pid, signal.SIGINT)
+        os.killpg(sweeping.pid, signum)
         output, _ = sweeping.communicate(timeout=60)
     finally:
         if sweeping.poll() is None:
             os.killpg(sweeping.pid, signal.SIGKILL)
             sweeping.wait()
-    assert sweeping.returncode == 3, output
-    assert output.rstrip().endswith("interrupted")
+    assert sweeping.returncode == code, output
+    assert output.rstrip().endswith(last_line)
     _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
+    # every seed's data dirs were removed (other tests' runs come and go meanwhile:
+    # a leaked dir is one that stays)
+    left = _scratch_dirs() - before
+    deadline = time.monotonic() + 10
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left &= _scratch_dirs()
+    assert not left
     # at most the seed it was waiting for is left, partly written, as with one process
     assert len(list(tmp_path.iterdir())) <= 1
