@@ -412,6 +412,7 @@ class _Checker:
         for sid in sorted(self.run.peer_logs):
             log = self.run.peer_logs[sid]
             peer = _Peer(sid=sid)
+            peer_event = self.peer_event
             for ev in log.events:
                 if ev.sid != sid:
                     self.problems.append(
@@ -419,7 +420,7 @@ class _Checker:
                     )
                     continue
                 try:
-                    self.peer_event(peer, ev)
+                    peer_event(peer, ev)
                 except _BadEvent as exc:
                     self.problems.append(f"garbage in {exc}")
                 peer.last_event = ev
@@ -447,7 +448,10 @@ class _Checker:
         sid = peer.sid
         # Hot kinds first: a run is mostly logged/ack/commit/deliver.
         if kind == "logged":
-            z = _int(ev, "zxid")
+            # `_int(ev, "zxid")` inlined in the hot kinds (one call per event saved)
+            z = f.get("zxid")
+            if type(z) is not int:
+                z = _int(ev, "zxid")  # raises the exact complaint
             if z > peer.last_zxid:
                 peer.last_zxid = z
                 peer.last_zxid_event = ev
@@ -455,13 +459,17 @@ class _Checker:
         elif kind == "ack" or kind.startswith("vote_"):
             pass
         elif kind == "commit":
-            z = _int(ev, "zxid")
+            z = f.get("zxid")
+            if type(z) is not int:
+                z = _int(ev, "zxid")
             if z not in self.commits:
                 self.commits[z] = ev
             if peer.lead is not None:
                 peer.lead.commits.append(ev)
         elif kind == "deliver":
-            z = _int(ev, "zxid")
+            z = f.get("zxid")
+            if type(z) is not int:
+                z = _int(ev, "zxid")
             previous = peer.last_deliver
             if previous is not None and z <= previous.fields["zxid"]:
                 self.violate(
