@@ -341,16 +341,7 @@ FAULT_TYPES: dict[FaultKind, type[Any]] = {
         Bandwidth,
         Slicer,
         Reset,
-        Crash,
-        Restart,
-        Pause,
-        Resume,
-        Stop,
-        Start,
-        FirstStart,
-        TearLogTail,
-        CorruptSnapshot,
-        LoseUnsynced,
+        *PROCESS_FAULTS,
         Workload,
     )
 }
