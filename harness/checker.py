@@ -448,10 +448,7 @@ class _Checker:
         sid = peer.sid
         # Hot kinds first: a run is mostly logged/ack/commit/deliver.
         if kind == "logged":
-            # `_int(ev, "zxid")` inlined in the hot kinds (one call per event saved)
-            z = f.get("zxid")
-            if type(z) is not int:
-                z = _int(ev, "zxid")  # raises the exact complaint
+            z = _int(ev, "zxid")
             if z > peer.last_zxid:
                 peer.last_zxid = z
                 peer.last_zxid_event = ev
@@ -459,17 +456,13 @@ class _Checker:
         elif kind == "ack" or kind.startswith("vote_"):
             pass
         elif kind == "commit":
-            z = f.get("zxid")
-            if type(z) is not int:
-                z = _int(ev, "zxid")
+            z = _int(ev, "zxid")
             if z not in self.commits:
                 self.commits[z] = ev
             if peer.lead is not None:
                 peer.lead.commits.append(ev)
         elif kind == "deliver":
-            z = f.get("zxid")
-            if type(z) is not int:
-                z = _int(ev, "zxid")
+            z = _int(ev, "zxid")
             previous = peer.last_deliver
             if previous is not None and z <= previous.fields["zxid"]:
                 self.violate(
