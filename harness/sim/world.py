@@ -56,6 +56,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from heapq import heappop, heappush
 from pathlib import Path
 from typing import IO, Any, assert_never
@@ -339,47 +340,28 @@ class SimPeer(EffectRunner):
 
     # --- inputs -----------------------------------------------------------------
 
-    def deliver(self, action: Callable[[], None]) -> None:
+    def deliver(self, function: Callable[..., None], *args: Any) -> None:
         """Run an input now, or after resume when paused; never for a later boot."""
         if not self.alive:
             return
         if self.paused:
-            self.deferred.append(action)
-            return
-        action()
-
-    def later(self, delay_ns: int, action: Callable[[], None]) -> None:
-        """Schedule an input to this incarnation of the peer."""
-        self.world.sched.after_ns(delay_ns, lambda: self.deliver(action))
-
-    def later_call(self, delay_ns: int, function: Callable[..., None], *args: Any) -> None:
-        """`later(delay_ns, lambda: function(*args))` without the closures (per request)."""
-        self.world.sched.call_after(delay_ns, self._deliver_call, function, args)
-
-    def _deliver_call(self, function: Callable[..., None], args: tuple[Any, ...]) -> None:
-        if not self.alive:
-            return
-        if self.paused:
-            self.deferred.append(lambda: function(*args))
+            self.deferred.append(partial(function, *args) if args else function)
             return
         function(*args)
 
-    def input(self, call: Callable[[], list[Any]]) -> None:
-        """Run a core call and perform its effects; calls that effects queue (GoLooking,
-        Decided) run after, in order, never nested."""
-        if self._busy:
-            self._queue.append(call)
-        elif self.alive:
-            self._perform(call())
+    def later(self, delay_ns: int, function: Callable[..., None], *args: Any) -> None:
+        """Schedule an input to this incarnation of the peer (its arguments ride in the
+        scheduler entry: no closure on the per-request path)."""
+        self.world.sched.call_after(delay_ns, self.deliver, function, *args)
 
-    def receive_zab(self, sender: int, message: Any) -> None:
-        """`input(lambda: replica.receive(sender, message))` without the closure: the
-        path of every quorum message."""
+    def input(self, call: Callable[..., list[Any]], *args: Any) -> None:
+        """Run a core call and perform its effects; calls that effects queue (GoLooking,
+        Decided) run after, in order, never nested. A call waits in the queue only while
+        the peer is busy, so the common case builds no closure."""
         if self._busy:
-            replica = self.replica
-            self._queue.append(lambda: replica.receive(sender, message))
+            self._queue.append(partial(call, *args) if args else call)
         elif self.alive:
-            self._perform(self.replica.receive(sender, message))
+            self._perform(call(*args))
 
     def _perform(self, effects: list[Any]) -> None:
         """Perform the effects of the core call just made, then the calls they queued."""
@@ -457,10 +439,7 @@ class SimPeer(EffectRunner):
             return  # cancelled or re-armed since
         del self.timers[name]
         core: Election | Replica = self.election if name.startswith("election.") else self.replica
-        if self._busy:
-            self._queue.append(lambda: core.on_timer(name))
-        else:
-            self._perform(core.on_timer(name))
+        self.input(core.on_timer, name)
 
 
 # --------------------------------------------------------------------------- workload
@@ -523,7 +502,7 @@ class SimWorkload:
             # connection refused: the request never left, definitely not applied
             world.sched.call_after(world.hop(), self.complete, op, "fail", "refused")
             return
-        peer.later_call(world.hop(), world.client_request, peer, op)
+        peer.later(world.hop(), world.client_request, peer, op)
 
     def complete(self, op: ClientOp, kind: str, error: str | None = None, **more: Any) -> None:
         if op.done:
@@ -1037,11 +1016,11 @@ class World:
             return
         if conn.open:
             # the common case of `_zab_received`, inlined: the link is the one the peer
-            # holds for the other end; `receive_zab` inlined too unless the peer is busy
+            # holds for the other end; `input` inlined too unless the peer is busy
             other = conn.leader if at_learner else conn.learner
             if peer.quorum.get(other) is conn:
                 if peer._busy:
-                    peer.receive_zab(other, message)
+                    peer.input(peer.replica.receive, other, message)
                 else:
                     effects = peer.replica.receive(other, message)
                     if effects:  # a PING's empty list: nothing to perform, nothing queued
@@ -1056,7 +1035,7 @@ class World:
             return
         if peer.sid == conn.learner:
             if peer.quorum.get(conn.leader) is conn:
-                peer.receive_zab(conn.leader, message)
+                peer.input(peer.replica.receive, conn.leader, message)
             return
         learner = conn.learner
         if peer.quorum.get(learner) is not conn:
@@ -1069,7 +1048,7 @@ class World:
             if old is not None:
                 self.close_conn(old, closer=peer.sid)
             peer.quorum[learner] = conn
-        peer.receive_zab(learner, message)
+        peer.input(peer.replica.receive, learner, message)
 
     def close_conn(self, conn: QuorumConn, *, closer: int | None) -> None:
         """Close a quorum connection. Each end that still owns it learns of it one hop
@@ -1154,10 +1133,7 @@ class World:
         peer.clients[request] = op
         assert op.value is not None
         value = op.value
-        if peer._busy:  # `peer.input(...)`, without the closure unless it must wait
-            peer._queue.append(lambda: peer.replica.client_write(request, op.key, value))
-        elif peer.alive:
-            peer._perform(peer.replica.client_write(request, op.key, value))
+        peer.input(peer.replica.client_write, request, op.key, value)
 
     # --- the nemesis ---------------------------------------------------------------
 
