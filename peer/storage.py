@@ -155,7 +155,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """os.write until every byte is written (a write may be partial)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -413,9 +414,19 @@ class Storage:
         os.unlink(self._path(name))
         self._dir_dirty = True
 
+    def _fsync_whole_file(self, fd: int) -> None:
+        """fsync a small file (snapshot, epoch file) before it is renamed into place.
+        The one hook, with `_fsync_dir_entries`, for a storage whose files cannot be lost
+        (the simulator's)."""
+        os.fsync(fd)
+
+    def _fsync_dir_entries(self) -> None:
+        """fsync the data dir: its created, renamed and deleted names."""
+        _fsync_dir(self._dir)
+
     def _sync_dir_if_dirty(self) -> None:
         if self._dir_dirty:
-            _fsync_dir(self._dir)
+            self._fsync_dir_entries()
             self._dir_dirty = False
 
     def _write_small_file(self, name: str, data: bytes) -> None:
@@ -423,12 +434,12 @@ class Storage:
         tmp = self._path(name + TMP_SUFFIX)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
-            os.fsync(fd)
+            write_all(fd, data)
+            self._fsync_whole_file(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self._path(name))
-        _fsync_dir(self._dir)
+        self._fsync_dir_entries()
 
     # ---- public API ---------------------------------------------------------------
 
@@ -484,7 +495,7 @@ class Storage:
                 self._segments.append(
                     _Segment(name=name, first_zxid=txns[0].zxid, last_zxid=0, count=0, size=0)
                 )
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             segment = self._segments[-1]
             segment.last_zxid = txns[-1].zxid
             segment.count += len(txns)
@@ -606,8 +617,8 @@ class Storage:
             tmp = self._path(name + TMP_SUFFIX)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                _write_all(fd, data)
-                os.fsync(fd)
+                write_all(fd, data)
+                self._fsync_whole_file(fd)
             finally:
                 os.close(fd)
             for segment in self._segments:
@@ -617,7 +628,7 @@ class Storage:
             self._segments.clear()
             self._sync_dir_if_dirty()
             os.replace(tmp, self._path(name))
-            _fsync_dir(self._dir)
+            self._fsync_dir_entries()
             self._snapshots[:] = [zxid]
             self._last_zxid = zxid
             self._synced = self._durable_position()

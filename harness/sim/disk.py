@@ -16,8 +16,8 @@ what was not fsynced" holds by construction, and `sync()` only has to move that
 position. An fdatasync there would cost a system call and change nothing. The same
 holds for a small file (written to a temp name, then renamed over the old one: either
 is whole) and for a directory entry: nothing in the simulator can lose them, so
-`_write_small_file` and `_sync_dir_if_dirty` skip their fsyncs (~20 us each on tmpfs,
-a few hundred per run).
+the two fsync hooks of `Storage`, `_fsync_whole_file` and `_fsync_dir_entries`, do
+nothing here (each fsync cost ~20 us on tmpfs, a few hundred per run).
 
 Why `write` has a fast path. The leader's txn object reaches every peer unchanged (the
 simulator does not copy messages), so its encoding is computed once and shared through
@@ -38,14 +38,13 @@ buffer, as the page cache holds it) and then cuts the log at the synced position
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from peer.domain import Txn
 from peer.errors import StorageError
 from peer.records import encode_txn
-from peer.storage import TMP_SUFFIX, Storage
+from peer.storage import Storage, write_all
 
 
 class EncodeCache:
@@ -87,9 +86,7 @@ class SimStorage(Storage):
         if not pending or self._fd is None:
             return
         try:
-            written = os.write(self._fd, pending)
-            while written < len(pending):
-                written += os.write(self._fd, pending[written:])
+            write_all(self._fd, pending)
         except OSError as exc:
             self._broken = f"write: {exc}"
             raise StorageError(f"write in {self.data_dir}: {exc}") from exc
@@ -100,20 +97,11 @@ class SimStorage(Storage):
         self._flush_pending()
         super()._close_active()
 
-    def _write_small_file(self, name: str, data: bytes) -> None:
-        """`Storage._write_small_file` without its fsyncs: temp file, then rename."""
-        tmp = self._path(name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            written = os.write(fd, data)
-            while written < len(data):
-                written += os.write(fd, data[written:])
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path(name))
+    def _fsync_whole_file(self, fd: int) -> None:
+        pass  # nothing in the simulator can lose a renamed small file: module docstring
 
-    def _sync_dir_if_dirty(self) -> None:
-        self._dir_dirty = False  # nothing to fsync: see the module docstring
+    def _fsync_dir_entries(self) -> None:
+        pass  # nor a directory entry
 
     def truncate_after(self, zxid: int) -> int:
         self._flush_pending()
