@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from harness.sim import SimOptions, run_sim, sweep
+from harness.sim.run import with_seed
 from harness.workload import WorkloadConfig
 
 
@@ -31,19 +32,20 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=0, help="also sweep on N workers")
     args = parser.parse_args()
+    base = SimOptions(
+        seed=0,
+        peers=args.peers,
+        duration_s=args.duration,
+        profile="mixed",
+        workload=WorkloadConfig(rate=args.rate),
+        report=False,
+    )
     out = Path(tempfile.mkdtemp(prefix="sim-bench-"))
     try:
         simulated = wall_sim = wall_total = cpu_sim = cpu_total = 0.0
         actions = 0
         for seed in range(1, args.seeds + 1):
-            options = SimOptions(
-                seed=seed,
-                peers=args.peers,
-                duration_s=args.duration,
-                profile="mixed",
-                workload=WorkloadConfig(rate=args.rate, seed=seed),
-                report=False,
-            )
+            options = with_seed(base, seed)
             started = time.perf_counter()
             cpu_started = time.process_time()
             result = run_sim(options, out / f"seed-{seed}")
@@ -71,14 +73,6 @@ def main() -> None:
             f"{60 * args.seeds / wall_total:.1f}"
         )
         if args.jobs > 0:
-            base = SimOptions(
-                seed=0,
-                peers=args.peers,
-                duration_s=args.duration,
-                profile="mixed",
-                workload=WorkloadConfig(rate=args.rate),
-                report=False,
-            )
             started = time.perf_counter()
             swept = sweep(base, range(1, args.seeds + 1), out / "sweep", jobs=args.jobs)
             wall = time.perf_counter() - started

@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -236,20 +236,4 @@ def drive(world: World, plan: Plan, *, seed: int) -> None:
 
 def with_seed(base: SimOptions, seed: int) -> SimOptions:
     """`base` for another seed (the workload's seed follows it)."""
-    return SimOptions(
-        seed=seed,
-        peers=base.peers,
-        duration_s=base.duration_s,
-        profile=base.profile,
-        bug=base.bug,
-        timing=base.timing,
-        workload=WorkloadConfig(
-            clients=base.workload.clients,
-            rate=base.workload.rate,
-            read_fraction=base.workload.read_fraction,
-            keys=base.workload.keys,
-            timeout_s=base.workload.timeout_s,
-            seed=seed,
-        ),
-        report=base.report,
-    )
+    return replace(base, seed=seed, workload=replace(base.workload, seed=seed))
