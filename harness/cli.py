@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes for --seeds (same output, in seed order; default 1)",
     )
 
+    native = sub.add_parser(
+        "native", help="build, show or remove the simulator's compiled core (mypyc)"
+    )
+    native.add_argument("action", choices=("build", "status", "clean"))
+    native.add_argument("--jobs", type=int, default=None, help="C compiler processes")
+
     sub.add_parser("toxiproxy", help="the embedded Toxiproxy server", add_help=False)
     sub.add_parser("peer", help="run one peer process", add_help=False)
     return parser
@@ -215,6 +221,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from harness.sim import sim_main
 
             return sim_main(args)
+        case "native":
+            from harness.native import native_main
+
+            return native_main(args.action, args.jobs)
         case _:
             raise AssertionError(f"unhandled command {args.command}")
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableSequence
 from typing import Any, ClassVar, Protocol, assert_never
 
+from mypy_extensions import mypyc_attr
+
 from peer.domain import ServerState, Txn
 from peer.effects import (
     AppendTxns,
@@ -63,6 +65,9 @@ class EventSink(Protocol):
 Handler = Callable[[Any, Any], None]
 
 
+# The real peer's `peer.node.Node` stays Python and subclasses this class, which the
+# native build (`peer.native`) compiles: mypyc allows that only when told so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EffectRunner:
     """Performs effects for one peer; subclasses supply the transport hooks below.
 

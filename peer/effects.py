@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from peer.domain import ServerState, Txn, Vote, hot_frozen
+from peer.domain import ServerState, Txn, Vote
+from peer.hot import hot_frozen
 
 
 @hot_frozen

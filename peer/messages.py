@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peer.domain import ServerState, Txn, Vote, hot_frozen
+from peer.domain import ServerState, Txn, Vote
+from peer.hot import hot_frozen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,12 +39,12 @@ buffer, as the page cache holds it) and then cuts the log at the synced position
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 from peer.domain import Txn
 from peer.errors import StorageError
 from peer.records import encode_txn
-from peer.storage import Storage, write_all
+from peer.storage import Storage, _Segment, write_all
 
 
 class EncodeCache:
@@ -77,8 +77,24 @@ class SimStorage(Storage):
 
     PENDING_LIMIT = 1 << 16
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        lock_fd: int,
+        segments: list[_Segment],
+        snapshots: list[int],
+        last_zxid: int,
+    ) -> None:
+        # the arguments spelled out, not forwarded as **kwargs: the native build
+        # (`peer.native`) cannot forward keyword-only arguments through **kwargs
+        super().__init__(
+            data_dir=data_dir,
+            lock_fd=lock_fd,
+            segments=segments,
+            snapshots=snapshots,
+            last_zxid=last_zxid,
+        )
         self._pending = bytearray()  # records `write` appended, not yet in the file
 
     def _flush_pending(self) -> None:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from heapq import heappop, heappush
 from pathlib import Path
-from typing import IO, Any, assert_never
+from typing import IO, Any, Final, assert_never
 
 import orjson
 
@@ -144,7 +144,7 @@ class LogSink:
     __slots__ = ("_handle", "buffer")
 
     # Bound the memory of long runs: write out once this many bytes are buffered.
-    CHUNK = 1 << 20
+    CHUNK: Final = 1 << 20
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
@@ -333,7 +333,6 @@ class SimPeer(EffectRunner):
         self.inbox: list[Notification] = []
         self.reading = False  # a read of `inbox` is scheduled
         self.cpu_free = 0
-        self.events: SimLog
         self.storage: Storage
         self.election: Election
         self.replica: Replica

@@ -1,0 +1,161 @@
+"""`quorum-chaos native build|status|clean`: make, show and remove builds of the native
+core (the loading side, and why it is safe, is `peer.native`).
+
+A build compiles `peer.native.NATIVE_MODULES` with mypyc (part of mypy, a test
+dependency) and the machine's C compiler, in a child process (setuptools' `setup` is
+made for a process of its own), into a temporary dir of the cache, then renames it to
+its key: readers see a whole build or none, and two builds at once do not mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from peer.native import (
+    ENV_SWITCH,
+    GROUP,
+    MANIFEST,
+    NATIVE_MODULES,
+    SHARED_LIB,
+    build_key,
+    cache_root,
+    module_file,
+    read_manifest,
+    source_root,
+    state,
+)
+
+# Run by the child: `sys.argv[1]` is a JSON object of what to build and where.
+_BUILD_SCRIPT = """
+import json, sys
+from setuptools import setup
+from mypyc.build import mypycify
+
+job = json.loads(sys.argv[1])
+setup(
+    name="quorum-chaos-native",
+    ext_modules=mypycify(
+        job["files"], group_name=job["group"], target_dir=job["c_dir"], multi_file=True
+    ),
+    script_args=[
+        "build_ext", "--build-lib", job["lib"], "--build-temp", job["temp"],
+        "--parallel", str(job["jobs"]),
+    ],
+)
+"""
+
+
+class NativeBuildError(Exception):
+    """The native core could not be built; the message says why."""
+
+
+def build(jobs: int | None = None, *, quiet: bool = True) -> Path:
+    """Build the native core for the current source, unless it is built already; the
+    build dir. The compiler's output is shown only when it fails (or with quiet=False)."""
+    root = source_root()
+    key = build_key(root)
+    cache = cache_root()
+    dest = cache / key
+    if dest.is_dir():
+        read_manifest(dest)  # a broken build is an error, not a reason to rebuild silently
+        return dest
+    try:
+        import mypyc  # noqa: F401
+    except ImportError as exc:
+        raise NativeBuildError(
+            "the native build needs mypyc, which comes with mypy: pip install mypy"
+        ) from exc
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as tmp:
+        work = Path(tmp)
+        lib = work / "lib"
+        job = {
+            "files": [str(root / (name.replace(".", "/") + ".py")) for name in NATIVE_MODULES],
+            "group": GROUP,
+            "c_dir": str(work / "c"),
+            "lib": str(lib),
+            "temp": str(work / "temp"),
+            "jobs": jobs or os.cpu_count() or 1,
+        }
+        env = dict(os.environ, MYPY_CACHE_DIR=str(work / "mypy-cache"))
+        env[ENV_SWITCH] = "0"  # the child imports our packages through mypy only; be sure
+        done = subprocess.run(
+            [sys.executable, "-c", _BUILD_SCRIPT, json.dumps(job)],
+            cwd=root,  # mypy reads the project's configuration from there
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=quiet,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = "\n".join(((done.stdout or "") + (done.stderr or "")).splitlines()[-25:])
+            raise NativeBuildError(f"mypyc build failed (exit {done.returncode}):\n{tail}")
+        shared = SHARED_LIB + str(sysconfig.get_config_var("EXT_SUFFIX"))
+        built = [lib / module_file(name) for name in NATIVE_MODULES] + [lib / shared]
+        missing = [str(p) for p in built if not p.is_file()]
+        if missing:
+            raise NativeBuildError(f"mypyc build left out {', '.join(missing)}")
+        if build_key(root) != key:
+            raise NativeBuildError("the source changed during the build; build again")
+        manifest = {"key": key, "modules": list(NATIVE_MODULES), "shared": shared}
+        (lib / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        try:
+            lib.rename(dest)
+        except OSError:
+            if not dest.is_dir():  # not another build of the same key finishing first
+                raise
+    read_manifest(dest)
+    return dest
+
+
+def clean() -> list[Path]:
+    """Remove every build in the cache; the dirs removed."""
+    cache = cache_root()
+    if not cache.is_dir():
+        return []
+    removed = sorted(p for p in cache.iterdir() if p.is_dir())
+    for path in removed:
+        shutil.rmtree(path)
+    return removed
+
+
+def status_lines() -> list[str]:
+    """What `quorum-chaos native status` prints: the cache, this source's key, whether
+    it is built and whether this process runs it."""
+    root = source_root()
+    key = build_key(root)
+    dest = cache_root() / key
+    lines = [f"cache: {cache_root()}", f"source key: {key}"]
+    if dest.is_dir():
+        try:
+            read_manifest(dest)
+            lines.append(f"built: {dest}")
+        except ValueError as exc:
+            lines.append(f"built, but unusable: {exc}")
+    else:
+        lines.append("built: no (quorum-chaos native build)")
+    current = state()
+    lines.append(f"in use here: {'yes' if current.active else 'no'} ({current.reason})")
+    return lines
+
+
+def native_main(action: str, jobs: int | None) -> int:
+    match action:
+        case "build":
+            print(f"native core: {build(jobs, quiet=True)}")
+        case "status":
+            print("\n".join(status_lines()))
+        case "clean":
+            removed = clean()
+            print(f"removed {len(removed)} build(s) from {cache_root()}")
+        case _:
+            raise ValueError(f"unknown native action {action!r}")
+    return 0
