@@ -7,7 +7,8 @@ Prints figures; asserts nothing (machines are noisy). `--rate` is the workload's
 operations per second (the real workload's default is 50), the main cost driver.
 The simulator is one thread, so simulated seconds per CPU second is the one-core
 figure; per wall second it also counts the time a shared machine gives to others.
-With `--jobs N` it also sweeps the same seeds on N worker processes
+It says whether the native core (peer/native.py: `quorum-chaos native build`) ran; run
+it with QUORUM_CHAOS_NATIVE=0 for the Python figures. With `--jobs N` it also sweeps the same seeds on N worker processes
 (`quorum-chaos sim --seeds A..B --jobs N`) and prints seeds checked per minute.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from harness.sim import SimOptions, run_sim, sweep
 from harness.sim.run import with_seed
 from harness.workload import WorkloadConfig
+from peer.native import state
 
 
 def main() -> None:
@@ -63,6 +65,8 @@ def main() -> None:
             )
             shutil.rmtree(out / f"seed-{seed}")
         print(f"peers={args.peers} profile=mixed workload={args.rate:g} ops/s")
+        native = state()
+        print(f"native core: {'in use' if native.active else 'not in use'} ({native.reason})")
         print(f"simulated seconds per wall second (simulation only): {simulated / wall_sim:.0f}")
         print(f"simulated seconds per wall second (with check): {simulated / wall_total:.0f}")
         print(f"simulated seconds per CPU second (simulation only): {simulated / cpu_sim:.0f}")

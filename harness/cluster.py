@@ -56,6 +56,7 @@ from harness.errors import ClientError, ClusterError, HarnessError, WaitTimeout
 from harness.events import HARNESS_LOG, EventWriter, peer_log_name
 from peer.config import Address, ClusterConfig, Dial, Member
 from peer.domain import FAST, Bug, Role, ServerState, Timing
+from peer.native import ENV_SWITCH as NATIVE_SWITCH
 
 HOST = "127.0.0.1"
 PLACEHOLDER_UPSTREAM = f"{HOST}:1"  # nothing listens on port 1: refused until routed
@@ -98,8 +99,12 @@ def peer_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     PYTHONPATH (the peer must import without `site`, see PEER_PYTHON_FLAGS), and with
     bytecode caching on. A shell with PYTHONDONTWRITEBYTECODE=1 would otherwise make
     every peer start compile the peer's modules from source, about 40% more start-up
-    CPU; the compiled files go to `bytecode_cache_dir()`, not into the source tree."""
+    CPU; the compiled files go to `bytecode_cache_dir()`, not into the source tree.
+    Real peers run as Python even when the simulator's native core is built
+    (peer/native.py): they wait on sockets and clocks, not on the CPU, and would pay
+    the build lookup (hashing the source) at every start."""
     env = dict(os.environ if base is None else base)
+    env[NATIVE_SWITCH] = "0"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(_PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
     )

@@ -15,16 +15,21 @@ happens (an error, Ctrl-C): the pool is shut down with its queue cancelled.
 
 from __future__ import annotations
 
+import copyreg
 import multiprocessing
 import shutil
 from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
-from harness.checker import Outcome
+from harness.checker import Bounds, Evidence, Outcome, Verdict, Violation
 from harness.sim.run import SimOptions, SimResult, run_sim, with_seed
+from peer.domain import Timing
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +37,22 @@ class SweepResult:
     checked: int
     first_failure: SimResult | None
     last: SimResult | None
+
+
+def _rebuild(cls: type[_T], items: tuple[tuple[str, Any], ...]) -> _T:
+    return cls(**dict(items))
+
+
+def _by_fields(obj: Any) -> tuple[Any, ...]:
+    return (_rebuild, (type(obj), tuple((f.name, getattr(obj, f.name)) for f in fields(obj))))
+
+
+# The frozen dataclasses that cross to and from workers (in SimOptions and SimResult).
+# Compiled by the native build (peer/native.py), they would unpickle by setting their
+# attributes one by one, which a frozen class refuses; through the constructor they
+# cross in both builds.
+for _frozen in (Timing, Verdict, Violation, Evidence, Bounds):
+    copyreg.pickle(_frozen, _by_fields)
 
 
 def _run_dir(out: Path, seed: int) -> Path:
