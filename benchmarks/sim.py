@@ -8,8 +8,9 @@ operations per second (the real workload's default is 50), the main cost driver.
 The simulator is one thread, so simulated seconds per CPU second is the one-core
 figure; per wall second it also counts the time a shared machine gives to others.
 It says whether the native core (peer/native.py: `quorum-chaos native build`) ran; run
-it with QUORUM_CHAOS_NATIVE=0 for the Python figures. With `--jobs N` it also sweeps the same seeds on N worker processes
-(`quorum-chaos sim --seeds A..B --jobs N`) and prints seeds checked per minute.
+it with QUORUM_CHAOS_NATIVE=0 for the Python figures. With `--jobs N` it also sweeps the
+same seeds on N worker processes (`quorum-chaos sim --seeds A..B --jobs N`) and prints
+seeds checked per minute.
 """
 
 from __future__ import annotations
