@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from peer.domain import Txn
 from peer.errors import StorageError
@@ -75,7 +76,7 @@ class SimStorage(Storage):
 
     encoded: EncodeCache | None = None
 
-    PENDING_LIMIT = 1 << 16
+    PENDING_LIMIT: Final = 1 << 16
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.native import build, status_lines
+from harness.cli import main
+from harness.native import NativeBuildError, build, status_lines
 from peer.native import (
     MANIFEST,
     NATIVE_MODULES,
@@ -101,6 +102,19 @@ def test_nothing_built_or_switched_off_runs_python(tmp_path: Path) -> None:
     assert (active, loaded) == (False, []) and reason.startswith("no build of this source")
     off = _env(QUORUM_CHAOS_NATIVE_DIR=str(empty), QUORUM_CHAOS_NATIVE="0")
     assert _probe(off) == (False, [], "turned off by QUORUM_CHAOS_NATIVE=0")
+
+
+def test_a_failed_build_says_why_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QUORUM_CHAOS_NATIVE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a C compiler that fails at once
+    with pytest.raises(NativeBuildError, match=r"mypyc build failed \(exit 1\)"):
+        build(jobs=1)
+    assert list(tmp_path.iterdir()) == []  # no build, no half-built temp dir
+    assert main(["native", "status"]) == 0
+    printed = capsys.readouterr().out
+    assert f"cache: {tmp_path}" in printed and "built: no (quorum-chaos native build)" in printed
 
 
 def _sim(out: Path, env: dict[str, str], *args: str) -> Path:
