@@ -48,6 +48,7 @@ from peer.effects import (
     TruncateLog,
     WriteSnapshot,
 )
+from peer.native import mypyc_attr
 from peer.replication import Replica
 from peer.storage import Storage
 
@@ -61,16 +62,6 @@ class EventSink(Protocol):
 
 
 Handler = Callable[[Any, Any], None]
-
-
-def _inert_mypyc_attr(*_names: object, **_values: object) -> Callable[[type], type]:
-    return lambda cls: cls
-
-
-try:  # the decorator informs mypyc's compiler only; at run time it does nothing
-    from mypy_extensions import mypyc_attr
-except ImportError:  # the peer runs with `python -S`: no site-packages, stdlib only
-    mypyc_attr = _inert_mypyc_attr  # type: ignore[assignment]
 
 
 # The real peer's `peer.node.Node` stays Python and subclasses this class, which the
