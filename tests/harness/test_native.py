@@ -117,14 +117,19 @@ def test_a_failed_build_says_why_and_leaves_nothing(
     assert f"cache: {tmp_path}" in printed and "built: no (quorum-chaos native build)" in printed
 
 
-def _sim(out: Path, env: dict[str, str], *args: str) -> Path:
-    done = subprocess.run(
+def _sim(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`quorum-chaos sim ... --out OUT` in a process of its own (its own native state)."""
+    return subprocess.run(
         [sys.executable, "-m", "harness.cli", "sim", *args, "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def _sim_run_dir(out: Path, env: dict[str, str], *args: str) -> Path:
+    done = _sim(out, env, *args)
     assert done.returncode in (0, 1), done.stderr
     (run_dir,) = out.iterdir()
     return run_dir
@@ -165,8 +170,8 @@ def test_the_native_build_runs_the_simulator_byte_for_byte_as_python(
     for n, (profile, seed, duration, bug) in enumerate(CASES):
         args = ["--seed", seed, "--duration", duration, "--profile", profile]
         args += ["--bug", bug] if bug else []
-        fast = _sim(tmp_path / f"native-{n}", native, *args)
-        slow = _sim(tmp_path / f"python-{n}", python, *args)
+        fast = _sim_run_dir(tmp_path / f"native-{n}", native, *args)
+        slow = _sim_run_dir(tmp_path / f"python-{n}", python, *args)
         names = sorted(p.name for p in slow.iterdir())
         assert sorted(p.name for p in fast.iterdir()) == names
         for name in names:
@@ -187,13 +192,7 @@ def test_the_native_build_runs_the_simulator_byte_for_byte_as_python(
     printed = []
     for name, env in (("native-sweep", native), ("python-sweep", python)):
         out = tmp_path / name
-        done = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "sim", *sweep, "--out", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = _sim(out, env, *sweep)
         assert done.returncode == 1, done.stderr
         printed.append(done.stdout.replace(str(out), "OUT"))
         assert ("native build" in done.stderr) is (env is python)  # the hint, when it helps
