@@ -117,6 +117,20 @@ def test_a_failed_build_says_why_and_leaves_nothing(
     assert f"cache: {tmp_path}" in printed and "built: no (quorum-chaos native build)" in printed
 
 
+def test_clean_removes_every_build_and_leftover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QUORUM_CHAOS_NATIVE_DIR", str(tmp_path))
+    for name in ("0" * 32, "f" * 32, ".build-killed"):  # two keys, a build cut short
+        (tmp_path / name / "peer").mkdir(parents=True)
+        (tmp_path / name / "peer" / "x.so").write_bytes(b"")
+    assert main(["native", "clean"]) == 0
+    assert capsys.readouterr().out == f"removed 3 build(s) from {tmp_path}\n"
+    assert list(tmp_path.iterdir()) == []
+    assert main(["native", "clean"]) == 0
+    assert capsys.readouterr().out == f"removed 0 build(s) from {tmp_path}\n"
+
+
 def _sim(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`quorum-chaos sim ... --out OUT` in a process of its own (its own native state)."""
     return subprocess.run(
