@@ -102,7 +102,8 @@ def sim_main(args: argparse.Namespace) -> int:
             print(f"run dir: {result.run_dir}")
             print(
                 f"simulated {result.simulated_s:.1f} s in {result.wall_s:.1f} s wall "
-                f"({result.simulated_s / max(result.wall_s, 1e-9):.0f}x)"
+                f"({result.simulated_s / max(result.wall_s, 1e-9):.0f}x, "
+                f"{'native core' if native.active else 'as Python'})"
             )
             return EXIT_CODES[result.outcome]
         low, high = args.seeds
