@@ -53,9 +53,11 @@ except ImportError:  # the peer runs with `python -S`: no site-packages, stdlib 
     mypyc_attr = _inert_mypyc_attr  # type: ignore[assignment]
 
 # The compiled modules: everything on the per-message path of a simulated run, and the
-# checker. Not `harness.events`: its reader, compiled, was slower (154 -> 250 ms for a
-# 120 s run: it builds plain objects from parsed JSON, all generic operations), nor the
-# adapters that wait on sockets (nothing to gain). One difference shows, on input the
+# checker. Not `harness.events`: compiled with `Event` a plain class, its reader was
+# slower (154 -> 250 ms for a 120 s run: generic attribute stores); with `Event` native,
+# faster (140 -> 114 ms) but stricter than Python on bad logs (a harness event whose
+# "sid" is a string would raise a TypeError instead of being read). Nor the adapters that
+# wait on sockets (nothing to gain). One difference shows, on input the
 # types already rule out: compiled code refuses a value of the wrong type with its own
 # TypeError (a txn whose key is an int) where Python goes on to the check that names it
 # with a ValueError (tests/peer/test_records.py).
