@@ -178,9 +178,13 @@ def install() -> NativeState:
     if os.environ.get(ENV_SWITCH, "1") == "0":
         _state = NativeState(active=False, reason=f"turned off by {ENV_SWITCH}=0")
         return _state
-    root = cache_root()
-    if not root.is_dir():  # the common case when nothing was ever built: no hashing
-        _state = NativeState(active=False, reason=f"no build in {root}")
+    try:
+        root = cache_root()
+        if not root.is_dir():  # the common case when nothing was ever built: no hashing
+            _state = NativeState(active=False, reason=f"no build in {root}")
+            return _state
+    except (OSError, RuntimeError) as exc:  # Path.home(): no HOME and no passwd entry
+        _state = NativeState(active=False, reason=f"no cache dir: {exc}")
         return _state
     try:
         build = root / build_key(source_root())
