@@ -18,6 +18,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from harness.procs import SignalGuard, reap, spawn
 from peer.native import (
     ENV_SWITCH,
     GROUP,
@@ -86,18 +87,25 @@ def build(jobs: int | None = None, *, quiet: bool = True) -> Path:
         }
         env = dict(os.environ, MYPY_CACHE_DIR=str(work / "mypy-cache"))
         env[ENV_SWITCH] = "0"  # the child imports our packages through mypy only; be sure
-        done = subprocess.run(
-            [sys.executable, "-c", _BUILD_SCRIPT, json.dumps(job)],
-            cwd=root,  # mypy reads the project's configuration from there
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=quiet,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = "\n".join(((done.stdout or "") + (done.stderr or "")).splitlines()[-25:])
-            raise NativeBuildError(f"mypyc build failed (exit {done.returncode}):\n{tail}")
+        argv = [sys.executable, "-c", _BUILD_SCRIPT, json.dumps(job)]
+        log = work / "build.log"
+        with log.open("wb") as out:
+            # its own process group, reaped with the compilers it started if we are
+            # interrupted (Ctrl-C, SIGTERM); cwd: mypy reads the project's configuration
+            child = spawn(
+                argv,
+                stdout=out if quiet else None,
+                stderr=subprocess.STDOUT if quiet else None,
+                env=env,
+                cwd=root,
+            )
+            try:
+                code = child.wait()
+            finally:
+                reap([child])
+        if code != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            raise NativeBuildError(f"mypyc build failed (exit {code}):\n{tail}")
         shared = SHARED_LIB + str(sysconfig.get_config_var("EXT_SUFFIX"))
         built = [lib / module_file(name) for name in NATIVE_MODULES] + [lib / shared]
         missing = [str(p) for p in built if not p.is_file()]
@@ -150,7 +158,13 @@ def status_lines() -> list[str]:
 def native_main(action: str, jobs: int | None) -> int:
     match action:
         case "build":
-            print(f"native core: {build(jobs, quiet=True)}")
+            # SIGTERM/SIGHUP unwind like Ctrl-C: the compilers are reaped, the temp dir goes
+            guarded = SignalGuard.hold()
+            try:
+                print(f"native core: {build(jobs, quiet=True)}")
+            finally:
+                if guarded:
+                    SignalGuard.release()
         case "status":
             print("\n".join(status_lines()))
         case "clean":

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.cli import main
@@ -134,6 +137,60 @@ def test_clean_removes_every_build_and_leftover(
     assert list(tmp_path.iterdir()) == []
     assert main(["native", "clean"]) == 0
     assert capsys.readouterr().out == f"removed 0 build(s) from {tmp_path}\n"
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive, not a zombie (a killed compiler whose parent died waits for init)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _compiling(process: psutil.Process) -> bool:
+    try:
+        return process.name() in ("gcc", "cc", "cc1", "as")
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_build_reaps_its_compilers_and_leaves_nothing(
+    tmp_path: Path, signum: int
+) -> None:
+    env = _env(QUORUM_CHAOS_NATIVE_DIR=str(tmp_path))
+    building = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "native", "build"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        # wait for the C compiler (after mypy's pass): grandchildren in the build's own
+        # process group, which only reaping the group stops
+        deadline = time.monotonic() + 120
+        children: list[psutil.Process] = []
+        while not any(_compiling(p) for p in children):
+            assert building.poll() is None, building.communicate()[0]
+            assert time.monotonic() < deadline, "the build started no compiler"
+            time.sleep(0.1)
+            children = psutil.Process(building.pid).children(recursive=True)
+        os.killpg(building.pid, signum)
+        output, _ = building.communicate(timeout=60)
+    finally:
+        if building.poll() is None:
+            os.killpg(building.pid, signal.SIGKILL)
+            building.wait()
+    assert building.returncode != 0, output
+    # gone already, not just finishing their file: a compiler left alone runs for many
+    # seconds more (the big C file takes most of the minute)
+    time.sleep(0.2)
+    assert [p for p in children if _running(p)] == []
+    assert list(tmp_path.iterdir()) == []  # no build, no temp dir
 
 
 def _sim(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
