@@ -121,7 +121,24 @@ def build(jobs: int | None = None, *, quiet: bool = True) -> Path:
             if not dest.is_dir():  # not another build of the same key finishing first
                 raise
     read_manifest(dest)
+    os.utime(dest)  # the newest build, whatever the rename kept
+    prune(cache)
     return dest
+
+
+# Builds kept in the cache: one per source state, so every edit followed by a build
+# leaves one behind (about 4 MB); several checkouts may share the cache.
+KEEP_BUILDS = 8
+
+
+def prune(cache: Path, keep: int = KEEP_BUILDS) -> list[Path]:
+    """Remove all but the `keep` most recently built builds; the dirs removed. Temp dirs
+    of builds in progress (`.build-*`) are left to their builders."""
+    builds = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    builds.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return builds[keep:]
 
 
 def clean() -> list[Path]:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from harness.cli import main
-from harness.native import NativeBuildError, build, status_lines
+from harness.native import NativeBuildError, build, prune, status_lines
 from peer.native import (
     MANIFEST,
     NATIVE_MODULES,
@@ -191,6 +191,15 @@ def test_a_stopped_build_reaps_its_compilers_and_leaves_nothing(
     time.sleep(0.2)
     assert [p for p in children if _running(p)] == []
     assert list(tmp_path.iterdir()) == []  # no build, no temp dir
+
+
+def test_prune_keeps_the_newest_builds_and_builds_in_progress(tmp_path: Path) -> None:
+    for age, name in enumerate(["a" * 32, "b" * 32, "c" * 32, "d" * 32, ".build-x"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, ns=(0, (10 - age) * 10**9))  # a is the newest
+    removed = prune(tmp_path, keep=2)
+    assert sorted(p.name for p in removed) == ["c" * 32, "d" * 32]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".build-x", "a" * 32, "b" * 32]
 
 
 def _sim(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
