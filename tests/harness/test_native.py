@@ -25,6 +25,7 @@ from peer.native import (
     read_manifest,
     source_root,
 )
+from tests.harness.cli_group import cli_group
 
 PROBE = (
     "import harness.sim.world, harness.checker, peer.node, peer.native as n; "
@@ -159,17 +160,7 @@ def test_a_stopped_build_reaps_its_compilers_and_leaves_nothing(
     tmp_path: Path, signum: int
 ) -> None:
     env = _env(QUORUM_CHAOS_NATIVE_DIR=str(tmp_path))
-    building = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "native", "build"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
+    with cli_group("native", "build", env=env) as building:
         # wait for the C compiler (after mypy's pass): grandchildren in the build's own
         # process group, which only reaping the group stops
         deadline = time.monotonic() + 120
@@ -181,10 +172,6 @@ def test_a_stopped_build_reaps_its_compilers_and_leaves_nothing(
             children = psutil.Process(building.pid).children(recursive=True)
         os.killpg(building.pid, signum)
         output, _ = building.communicate(timeout=60)
-    finally:
-        if building.poll() is None:
-            os.killpg(building.pid, signal.SIGKILL)
-            building.wait()
     assert building.returncode != 0, output
     # gone already, not just finishing their file: a compiler left alone runs for many
     # seconds more (the big C file takes most of the minute)

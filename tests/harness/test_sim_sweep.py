@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from harness.checker import Outcome, Property
 from harness.cli import main
 from harness.sim import SimOptions, SimResult, sweep
 from peer.domain import Bug
+from tests.harness.cli_group import cli_group
 
 # no-step-down on 20 s partition plans: seed 1 valid, seed 2 the first failure
 BASE = SimOptions(seed=0, duration_s=20, profile="partitions", bug=Bug.NO_STEP_DOWN, report=False)
@@ -74,18 +73,8 @@ def test_a_stopped_sweep_reaps_its_workers_and_scratch(
 ) -> None:
     # Ctrl-C reaches the whole foreground process group, and so does a CI job's cancel
     before = _scratch_dirs()
-    command = [sys.executable, "-m", "harness.cli", "sim", "--seeds", "1..500"]
-    command += ["--duration", "60", "--jobs", "2", "--out", str(tmp_path)]
-    sweeping = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
+    command = ["sim", "--seeds", "1..500", "--duration", "60", "--jobs", "2"]
+    with cli_group(*command, "--out", str(tmp_path)) as sweeping:
         assert sweeping.stdout is not None
         first = sweeping.stdout.readline()
         if first.startswith("sim: note:"):  # run as Python: the hint to build the native core
@@ -95,10 +84,6 @@ def test_a_stopped_sweep_reaps_its_workers_and_scratch(
         assert len(workers) == 2
         os.killpg(sweeping.pid, signum)
         output, _ = sweeping.communicate(timeout=60)
-    finally:
-        if sweeping.poll() is None:
-            os.killpg(sweeping.pid, signal.SIGKILL)
-            sweeping.wait()
     assert sweeping.returncode == code, output
     assert output.rstrip().endswith(last_line)
     _, alive = psutil.wait_procs(workers, timeout=5)
