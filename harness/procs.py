@@ -22,7 +22,7 @@ import queue
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
@@ -213,6 +213,17 @@ class SignalGuard:
                     cls._saved[sig] = signal.signal(sig, cls._raise)
             cls._holds += 1
         return True
+
+    @classmethod
+    @contextlib.contextmanager
+    def held(cls) -> Iterator[None]:
+        """`hold()` for the block, `release()` after it (if the hold took)."""
+        guarded = cls.hold()
+        try:
+            yield
+        finally:
+            if guarded:
+                cls.release()
 
     @classmethod
     def release(cls) -> None:

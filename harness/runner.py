@@ -425,12 +425,8 @@ def _execute(prep: PreparedRun, *, out: TextIO | None = None) -> RunResult:
     )
     # SIGTERM/SIGHUP become SystemExit in the main thread for the whole run, so the
     # teardown and the checker run (nested with the cluster's own hold).
-    guarded = procs.SignalGuard.hold()
-    try:
+    with procs.SignalGuard.held():
         outcome, problem = _drive(prep, run_dir)
-    finally:
-        if guarded:
-            procs.SignalGuard.release()
     return _finish(run_dir, outcome, problem, stdout)
 
 
