@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -24,10 +23,8 @@ from peer.native import (
     GROUP,
     MANIFEST,
     NATIVE_MODULES,
-    SHARED_LIB,
     build_key,
     cache_root,
-    module_file,
     read_manifest,
     source_root,
     state,
@@ -106,21 +103,20 @@ def build(jobs: int | None = None, *, quiet: bool = True) -> Path:
         if code != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
             raise NativeBuildError(f"mypyc build failed (exit {code}):\n{tail}")
-        shared = SHARED_LIB + str(sysconfig.get_config_var("EXT_SUFFIX"))
-        built = [lib / module_file(name) for name in NATIVE_MODULES] + [lib / shared]
-        missing = [str(p) for p in built if not p.is_file()]
-        if missing:
-            raise NativeBuildError(f"mypyc build left out {', '.join(missing)}")
         if build_key(root) != key:
             raise NativeBuildError("the source changed during the build; build again")
-        manifest = {"key": key, "modules": list(NATIVE_MODULES), "shared": shared}
+        manifest = {"key": key, "modules": list(NATIVE_MODULES)}
         (lib / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        try:
+            read_manifest(lib)  # every module and the shared library are there
+        except ValueError as exc:
+            raise NativeBuildError(f"mypyc build left something out: {exc}") from exc
         try:
             lib.rename(dest)
         except OSError:
             if not dest.is_dir():  # not another build of the same key finishing first
                 raise
-    read_manifest(dest)
+            read_manifest(dest)  # that one, checked as ours was
     os.utime(dest)  # the newest build, whatever the rename kept
     prune(cache)
     return dest
@@ -155,10 +151,10 @@ def clean() -> list[Path]:
 def status_lines() -> list[str]:
     """What `quorum-chaos native status` prints: the cache, this source's key, whether
     it is built and whether this process runs it."""
-    root = source_root()
-    key = build_key(root)
-    dest = cache_root() / key
-    lines = [f"cache: {cache_root()}", f"source key: {key}"]
+    key = build_key(source_root())
+    cache = cache_root()
+    dest = cache / key
+    lines = [f"cache: {cache}", f"source key: {key}"]
     if dest.is_dir():
         try:
             read_manifest(dest)
@@ -176,12 +172,8 @@ def native_main(action: str, jobs: int | None) -> int:
     match action:
         case "build":
             # SIGTERM/SIGHUP unwind like Ctrl-C: the compilers are reaped, the temp dir goes
-            guarded = SignalGuard.hold()
-            try:
+            with SignalGuard.held():
                 print(f"native core: {build(jobs, quiet=True)}")
-            finally:
-                if guarded:
-                    SignalGuard.release()
         case "status":
             print("\n".join(status_lines()))
         case "clean":

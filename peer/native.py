@@ -31,11 +31,10 @@ import hashlib
 import json
 import os
 import sys
-import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.abc import MetaPathFinder
-from importlib.machinery import ExtensionFileLoader, ModuleSpec
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
 from importlib.util import spec_from_file_location
 from pathlib import Path
 from types import ModuleType
@@ -56,9 +55,9 @@ except ImportError:  # the peer runs with `python -S`: no site-packages, stdlib 
 # checker. Not `harness.events`: compiled with `Event` a plain class, its reader was
 # slower (154 -> 250 ms for a 120 s run: generic attribute stores); with `Event` native,
 # faster (140 -> 114 ms) but stricter than Python on bad logs (a harness event whose
-# "sid" is a string would raise a TypeError instead of being read). Nor the adapters that
-# wait on sockets (nothing to gain). One difference shows, on input the
-# types already rule out: compiled code refuses a value of the wrong type with its own
+# "sid" is a string would raise a TypeError instead of being read). Nor the adapters
+# that wait on sockets (nothing to gain). One difference shows, on input the types
+# already rule out: compiled code refuses a value of the wrong type with its own
 # TypeError (a txn whose key is an int) where Python goes on to the check that names it
 # with a ValueError (tests/peer/test_records.py).
 NATIVE_MODULES: tuple[str, ...] = (
@@ -80,6 +79,10 @@ MANIFEST = "manifest.json"
 SOURCE_PACKAGES = ("peer", "harness", "faults")
 ENV_SWITCH = "QUORUM_CHAOS_NATIVE"
 ENV_DIR = "QUORUM_CHAOS_NATIVE_DIR"
+# The interpreter's file suffix for extension modules, its ABI in the name (sysconfig's
+# EXT_SUFFIX; read from importlib, which is loaded anyway, not from sysconfig, whose
+# data module every peer start would then load).
+EXT_SUFFIX = EXTENSION_SUFFIXES[0]
 
 
 def source_root() -> Path:
@@ -95,7 +98,7 @@ def build_key(root: Path) -> str:
     """What a build must match: the bytes of every source file, by path, and the
     interpreter's ABI."""
     digest = hashlib.sha256()
-    digest.update(f"{sysconfig.get_config_var('EXT_SUFFIX')}\0".encode())
+    digest.update(f"{EXT_SUFFIX}\0".encode())
     for path in source_files(root):
         digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -112,8 +115,9 @@ def cache_root() -> Path:
 
 
 def module_file(name: str) -> str:
-    """Where a compiled module lies inside a build dir, relative to it."""
-    return name.replace(".", "/") + str(sysconfig.get_config_var("EXT_SUFFIX"))
+    """Where a compiled module (or the shared library) lies in a build dir, relative
+    to it."""
+    return name.replace(".", "/") + EXT_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +163,7 @@ def read_manifest(build: Path) -> dict[str, Path]:
         raise ValueError(f"{build / MANIFEST}: unreadable: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("modules") != list(NATIVE_MODULES):
         raise ValueError(f"{build / MANIFEST}: not a build of {', '.join(NATIVE_MODULES)}")
-    files = {name: build / module_file(name) for name in NATIVE_MODULES}
-    shared = manifest.get("shared")
-    if not isinstance(shared, str) or "/" in shared:
-        raise ValueError(f"{build / MANIFEST}: bad shared library name {shared!r}")
-    files[SHARED_LIB] = build / shared
+    files = {name: build / module_file(name) for name in (*NATIVE_MODULES, SHARED_LIB)}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise ValueError(f"{build}: missing {', '.join(missing)}")
@@ -183,15 +183,14 @@ def install() -> NativeState:
         if not root.is_dir():  # the common case when nothing was ever built: no hashing
             _state = NativeState(active=False, reason=f"no build in {root}")
             return _state
-    except (OSError, RuntimeError) as exc:  # Path.home(): no HOME and no passwd entry
-        _state = NativeState(active=False, reason=f"no cache dir: {exc}")
-        return _state
-    try:
         build = root / build_key(source_root())
         if not build.is_dir():
             _state = NativeState(False, f"no build of this source in {root}", build)
             return _state
         files = read_manifest(build)
+    except RuntimeError as exc:  # Path.home(): no HOME and no passwd entry
+        _state = NativeState(active=False, reason=f"no cache dir: {exc}")
+        return _state
     except (OSError, ValueError) as exc:
         _state = NativeState(active=False, reason=f"build not used: {exc}")
         return _state
@@ -207,9 +206,8 @@ def install() -> NativeState:
 
 def loaded() -> list[str]:
     """The native modules this process has imported compiled (their file is a library)."""
-    suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
     return [
         name
         for name in NATIVE_MODULES
-        if str(getattr(sys.modules.get(name), "__file__", "")).endswith(suffix)
+        if str(getattr(sys.modules.get(name), "__file__", "")).endswith(EXT_SUFFIX)
     ]
