@@ -105,7 +105,7 @@ class UpToDate:
 
 
 # The broadcast messages (PROPOSAL, ACK, COMMIT, PING) are made once per write or tick
-# per follower: `hot_frozen` (frozen for mypy, see `peer.domain.hot_frozen`).
+# per follower: `hot_frozen` (frozen for mypy, see `peer.hot.hot_frozen`).
 
 
 @hot_frozen

@@ -19,7 +19,7 @@ from faults.errors import FaultError
 from harness.checker import Outcome
 from harness.procs import SignalGuard
 from harness.sim.run import SimOptions, SimResult, replay_command, run_sim, simulated_config
-from harness.sim.sweep import SweepResult, sweep
+from harness.sim.sweep import SweepResult, seed_run_dir, sweep
 from harness.sim.world import SimError, World, WorldSpec
 from peer.domain import Bug
 from peer.native import state
@@ -89,37 +89,35 @@ def sim_main(args: argparse.Namespace) -> int:
         )
     # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C: the scratch data dirs are
     # removed and sweep workers reaped (forked workers inherit the handler)
-    guarded = SignalGuard.hold()
-    try:
-        if args.seeds is None:
-            run_dir = args.out / f"sim-seed-{base.seed}"
-            if run_dir.exists() and any(run_dir.iterdir()):
-                print(f"sim: {run_dir} already holds a run; remove it first", file=sys.stderr)
-                return 2
-            result = run_sim(base, run_dir)
-            print(f"seed: {result.seed}")
-            print(f"verdict: {_describe(result)}")
-            print(f"run dir: {result.run_dir}")
-            print(
-                f"simulated {result.simulated_s:.1f} s in {result.wall_s:.1f} s wall "
-                f"({result.simulated_s / max(result.wall_s, 1e-9):.0f}x, "
-                f"{'native core' if native.active else 'as Python'})"
+    with SignalGuard.held():
+        try:
+            if args.seeds is None:
+                run_dir = seed_run_dir(args.out, base.seed)
+                if run_dir.exists() and any(run_dir.iterdir()):
+                    why = f"sim: {run_dir} already holds a run; remove it first"
+                    print(why, file=sys.stderr)
+                    return 2
+                result = run_sim(base, run_dir)
+                print(f"seed: {result.seed}")
+                print(f"verdict: {_describe(result)}")
+                print(f"run dir: {result.run_dir}")
+                print(
+                    f"simulated {result.simulated_s:.1f} s in {result.wall_s:.1f} s wall "
+                    f"({result.simulated_s / max(result.wall_s, 1e-9):.0f}x, "
+                    f"{'native core' if native.active else 'as Python'})"
+                )
+                return EXIT_CODES[result.outcome]
+            low, high = args.seeds
+            swept = sweep(
+                base,
+                range(low, high + 1),
+                args.out,
+                jobs=args.jobs,
+                on_seed=lambda r: print(_describe(r), flush=True),
             )
-            return EXIT_CODES[result.outcome]
-        low, high = args.seeds
-        swept = sweep(
-            base,
-            range(low, high + 1),
-            args.out,
-            jobs=args.jobs,
-            on_seed=lambda r: print(_describe(r), flush=True),
-        )
-    except (SimError, FaultError) as exc:
-        print(f"sim: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if guarded:
-            SignalGuard.release()
+        except (SimError, FaultError) as exc:
+            print(f"sim: {exc}", file=sys.stderr)
+            return 2
     failure = swept.first_failure
     if failure is None:
         print(f"all {swept.checked} seeds valid ({low}..{high})")

@@ -55,13 +55,14 @@ for _frozen in (Timing, Verdict, Violation, Evidence, Bounds):
     copyreg.pickle(_frozen, _by_fields)
 
 
-def _run_dir(out: Path, seed: int) -> Path:
+def seed_run_dir(out: Path, seed: int) -> Path:
+    """A seed's run dir under `out`, for a sweep and for `quorum-chaos sim --seed`."""
     return out / f"sim-seed-{seed}"
 
 
 def _run_seed(base: SimOptions, seed: int, out: Path) -> SimResult:
     """One seed of a sweep, in this process or a worker (module level: picklable)."""
-    run_dir = _run_dir(out, seed)
+    run_dir = seed_run_dir(out, seed)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     return run_sim(with_seed(base, seed), run_dir)
@@ -104,7 +105,7 @@ def _in_workers(base: SimOptions, seeds: range, out: Path, jobs: int) -> Results
         pool.shutdown(wait=True, cancel_futures=True)
         for seed, future in pending:  # started before the stop: not part of the answer
             if not future.cancelled():
-                shutil.rmtree(_run_dir(out, seed), ignore_errors=True)
+                shutil.rmtree(seed_run_dir(out, seed), ignore_errors=True)
 
 
 def sweep(
